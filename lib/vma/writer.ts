@@ -1,0 +1,278 @@
+import type { ByteSink } from "../cli/types.ts";
+import { nonZeroMask } from "../wasm/mod.ts";
+import { VmaError } from "./errors.ts";
+import {
+  clusterCount,
+  encodeBlockInfo,
+  VMA_BLOCK_SIZE,
+  VMA_BLOCKS_PER_EXTENT,
+  VMA_CLUSTER_SIZE,
+  VMA_EXTENT,
+  VMA_EXTENT_HEADER_SIZE,
+  VMA_EXTENT_MAGIC,
+  VMA_MAX_DEVICES,
+  VMA_MAX_EXTENT_SIZE,
+  VMA_MD5_SIZE,
+  VMA_UUID_SIZE,
+  VMA_VMSTATE_NAME,
+} from "./format.ts";
+import { encodeHeader, md5, type VmaConfig, type VmaDevice } from "./header.ts";
+
+export interface VmaWriterOptions {
+  uuid?: Uint8Array;
+  /** Seconds since the epoch; default now. */
+  ctime?: number;
+}
+
+interface DeviceState extends VmaDevice {
+  vmstate: boolean;
+  /** One bit per cluster already stored (disks only). */
+  seen: Uint8Array | null;
+  nextVmstateCluster: number;
+}
+
+/**
+ * Writes a VMA archive strictly sequentially to a sink: the header first,
+ * then extents of up to 59 clusters. Clusters may come in any order and
+ * concurrently; calls are serialized, and memory stays at one extent.
+ */
+export class VmaWriter {
+  #sink: ByteSink;
+  #uuid: Uint8Array;
+  #ctime: number;
+  #configs: VmaConfig[] = [];
+  #devices: DeviceState[] = [];
+  #state: "setup" | "writing" | "finished" | "failed" = "setup";
+  #error: unknown;
+  #extent = new Uint8Array(VMA_MAX_EXTENT_SIZE);
+  #extentView = new DataView(this.#extent.buffer);
+  #slots = 0;
+  #blocks = 0;
+  #extentsWritten = 0;
+  #staging = new Uint8Array(VMA_CLUSTER_SIZE);
+  #queue: Promise<void> = Promise.resolve();
+  /** Bytes written to the sink so far. */
+  bytesWritten = 0;
+
+  constructor(sink: ByteSink, options: VmaWriterOptions = {}) {
+    this.#sink = sink;
+    this.#uuid = options.uuid ??
+      crypto.getRandomValues(new Uint8Array(VMA_UUID_SIZE));
+    if (this.#uuid.length !== VMA_UUID_SIZE) {
+      throw new VmaError("Cannot create VMA writer: uuid must be 16 bytes");
+    }
+    this.#ctime = options.ctime ?? Math.floor(Date.now() / 1000);
+  }
+
+  get uuid(): Uint8Array {
+    return this.#uuid;
+  }
+
+  addConfig(name: string, data: Uint8Array): void {
+    this.#needState("setup", "add config");
+    if (this.#configs.some((c) => c.name === name)) {
+      throw new VmaError(`Cannot add config "${name}": added twice`);
+    }
+    this.#configs.push({ name, data });
+  }
+
+  addDevice(name: string, size: number): number {
+    this.#needState("setup", `add device "${name}"`);
+    if (name === "") throw new VmaError("Cannot add device: empty name");
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      throw new VmaError(`Cannot add device "${name}": bad size ${size}`);
+    }
+    if (this.#devices.some((d) => d.name === name)) {
+      throw new VmaError(`Cannot add device "${name}": added twice`);
+    }
+    const id = this.#devices.length + 1;
+    if (id >= VMA_MAX_DEVICES) {
+      throw new VmaError(
+        `Cannot add device "${name}": at most ${VMA_MAX_DEVICES - 1} devices`,
+      );
+    }
+    const vmstate = name === VMA_VMSTATE_NAME;
+    this.#devices.push({
+      id,
+      name,
+      size,
+      vmstate,
+      seen: vmstate ? null : new Uint8Array(Math.ceil(clusterCount(size) / 8)),
+      nextVmstateCluster: 0,
+    });
+    return id;
+  }
+
+  start(): Promise<void> {
+    this.#needState("setup", "start");
+    this.#state = "writing";
+    const header = encodeHeader({
+      uuid: this.#uuid,
+      ctime: this.#ctime,
+      configs: this.#configs,
+      devices: this.#devices,
+    });
+    return this.#enqueue(() => this.#write(header));
+  }
+
+  /**
+   * Stores one cluster. `data` holds the cluster's bytes (fewer than 65536
+   * only for a device's last cluster or the end of a vmstate stream), or is
+   * null for an all-zero cluster. The bytes are copied before this resolves.
+   */
+  writeCluster(
+    devId: number,
+    clusterNum: number,
+    data: Uint8Array | null,
+  ): Promise<void> {
+    return this.#enqueue(() => this.#store(devId, clusterNum, data));
+  }
+
+  /** Writes the last extent. The archive is complete once this resolves. */
+  finish(): Promise<void> {
+    return this.#enqueue(async () => {
+      this.#needState("writing", "finish");
+      if (this.#slots > 0 || this.#extentsWritten === 0) await this.#flush();
+      this.#state = "finished";
+    });
+  }
+
+  #needState(state: "setup" | "writing", what: string): void {
+    if (this.#state === "failed") {
+      throw new VmaError(`Cannot ${what}: the archive writer failed before`, {
+        cause: this.#error,
+      });
+    }
+    if (this.#state !== state) {
+      throw new VmaError(
+        `Cannot ${what}: the archive writer is ${this.#state}`,
+      );
+    }
+  }
+
+  #enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.#queue.then(task).catch((error) => {
+      if (
+        this.#state !== "failed" &&
+        !(error instanceof VmaError && this.#state === "writing")
+      ) {
+        this.#state = "failed";
+        this.#error = error;
+      }
+      throw error;
+    });
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  async #store(
+    devId: number,
+    clusterNum: number,
+    data: Uint8Array | null,
+  ): Promise<void> {
+    this.#needState("writing", "store a cluster");
+    const dev = this.#devices[devId - 1];
+    if (dev === undefined) {
+      throw new VmaError(
+        `Cannot store cluster ${clusterNum}: no device ${devId}`,
+      );
+    }
+    if (
+      !Number.isInteger(clusterNum) || clusterNum < 0 || clusterNum > 0xffffffff
+    ) {
+      throw new VmaError(
+        `Cannot store cluster ${clusterNum} of device "${dev.name}": bad cluster number`,
+      );
+    }
+    let valid = VMA_CLUSTER_SIZE;
+    if (dev.vmstate) {
+      if (clusterNum !== dev.nextVmstateCluster) {
+        throw new VmaError(
+          `Cannot store vmstate cluster ${clusterNum}: expected ${dev.nextVmstateCluster} (in order)`,
+        );
+      }
+    } else {
+      if (clusterNum >= clusterCount(dev.size)) {
+        throw new VmaError(
+          `Cannot store cluster ${clusterNum} of device "${dev.name}": beyond its size ${dev.size}`,
+        );
+      }
+      const seen = dev.seen!;
+      if (seen[clusterNum >>> 3]! & (1 << (clusterNum & 7))) {
+        throw new VmaError(
+          `Cannot store cluster ${clusterNum} of device "${dev.name}": stored twice`,
+        );
+      }
+      valid = Math.min(
+        VMA_CLUSTER_SIZE,
+        dev.size - clusterNum * VMA_CLUSTER_SIZE,
+      );
+    }
+    if (data !== null && data.length > VMA_CLUSTER_SIZE) {
+      throw new VmaError(
+        `Cannot store cluster ${clusterNum} of device "${dev.name}": ${data.length} bytes`,
+      );
+    }
+
+    let cluster: Uint8Array | null = null;
+    let mask = 0;
+    if (data !== null) {
+      if (data.length >= valid && valid === VMA_CLUSTER_SIZE) {
+        cluster = data;
+      } else {
+        // Short or cut cluster: bytes past the device end (or past the data) read as zero.
+        cluster = this.#staging;
+        cluster.set(data.length > valid ? data.subarray(0, valid) : data);
+        cluster.fill(0, Math.min(data.length, valid));
+      }
+      mask = nonZeroMask(cluster);
+      const validBlocks = Math.ceil(valid / VMA_BLOCK_SIZE);
+      if (validBlocks < 16) mask &= (1 << validBlocks) - 1;
+    }
+
+    // Copy the stored blocks into the extent.
+    let at = VMA_EXTENT_HEADER_SIZE + this.#blocks * VMA_BLOCK_SIZE;
+    for (let j = 0; j < 16; j++) {
+      if ((mask >>> j) & 1) {
+        this.#extent.set(
+          cluster!.subarray(j * VMA_BLOCK_SIZE, (j + 1) * VMA_BLOCK_SIZE),
+          at,
+        );
+        at += VMA_BLOCK_SIZE;
+        this.#blocks++;
+      }
+    }
+    this.#extentView.setBigUint64(
+      VMA_EXTENT.blockInfo + 8 * this.#slots,
+      encodeBlockInfo({ mask, devId, cluster: clusterNum }),
+    );
+    this.#slots++;
+    if (dev.vmstate) dev.nextVmstateCluster++;
+    else dev.seen![clusterNum >>> 3]! |= 1 << (clusterNum & 7);
+    if (this.#slots === VMA_BLOCKS_PER_EXTENT) await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    const ext = this.#extent;
+    const dv = this.#extentView;
+    // Unused slots stay zero (dev_id 0).
+    ext.fill(0, VMA_EXTENT.blockInfo + 8 * this.#slots, VMA_EXTENT_HEADER_SIZE);
+    dv.setUint32(VMA_EXTENT.magic, VMA_EXTENT_MAGIC);
+    dv.setUint16(VMA_EXTENT.reserved, 0);
+    dv.setUint16(VMA_EXTENT.blockCount, this.#blocks);
+    ext.set(this.#uuid, VMA_EXTENT.uuid);
+    ext.fill(0, VMA_EXTENT.md5sum, VMA_EXTENT.md5sum + VMA_MD5_SIZE);
+    ext.set(md5(ext.subarray(0, VMA_EXTENT_HEADER_SIZE)), VMA_EXTENT.md5sum);
+    await this.#write(
+      ext.subarray(0, VMA_EXTENT_HEADER_SIZE + this.#blocks * VMA_BLOCK_SIZE),
+    );
+    this.#extentsWritten++;
+    this.#slots = 0;
+    this.#blocks = 0;
+  }
+
+  async #write(bytes: Uint8Array): Promise<void> {
+    await this.#sink.write(bytes);
+    this.bytesWritten += bytes.length;
+  }
+}
