@@ -32,7 +32,7 @@ export function parseCommandArgs(
     });
   } catch (error) {
     throw new UsageError(
-      `${(error as Error).message}\nusage: ${positionals.usage}`,
+      `${(error as Error).message} (usage: ${positionals.usage})`,
     );
   }
   const count = parsed.positionals.length;
@@ -40,7 +40,7 @@ export function parseCommandArgs(
     throw new UsageError(
       `expected ${
         describeCount(positionals)
-      } arguments, got ${count}\nusage: ${positionals.usage}`,
+      } arguments, got ${count} (usage: ${positionals.usage})`,
     );
   }
   return {

@@ -1,7 +1,18 @@
 import type { Command } from "./types.ts";
+import { configCommand } from "./config.ts";
+import { createCommand } from "./create.ts";
+import { extractCommand } from "./extract.ts";
+import { listCommand } from "./list.ts";
+import { verifyCommand } from "./verify.ts";
 
 /**
  * Every subcommand, in the order `vmabak --help` lists them. Each lives in a
  * file of its own beside this one and is added here.
  */
-export const COMMANDS: readonly Command[] = [];
+export const COMMANDS: readonly Command[] = [
+  createCommand,
+  listCommand,
+  configCommand,
+  verifyCommand,
+  extractCommand,
+];

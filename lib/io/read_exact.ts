@@ -45,6 +45,7 @@ export class ExactReader {
 
   /** Returns exactly n bytes (a fresh or owned array), or throws. */
   async readExact(n: number, what?: string): Promise<Uint8Array> {
+    if (n === 0) return new Uint8Array(0);
     await this.#fill(n);
     if (this.#buffered < n) {
       const received = this.#buffered;

@@ -1,0 +1,42 @@
+import { parseCommandArgs } from "./args.ts";
+import type { Command } from "./types.ts";
+import { openArchiveInput } from "../io/input.ts";
+import { VmaError } from "../vma/errors.ts";
+import { VmaReader } from "../vma/reader.ts";
+
+const USAGE = "vmabak config ARCHIVE [-c NAME]";
+
+export const configCommand: Command = {
+  name: "config",
+  summary: "print one config file stored in an archive",
+  usage: USAGE,
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      config: { type: "string", short: "c" },
+    }, {
+      min: 1,
+      max: 1,
+      usage: USAGE,
+    });
+    const reader = await VmaReader.open(
+      await openArchiveInput(positionals[0]!, ctx.stdin),
+    );
+    await reader.close();
+    const configs = reader.header.configs;
+    const wanted = values.config as string | undefined;
+    const config = wanted !== undefined
+      ? configs.find((c) => c.name === wanted)
+      : configs.length === 1
+      ? configs[0]
+      : configs.find((c) => c.name === "qemu-server.conf");
+    if (config === undefined) {
+      const names = configs.map((c) => c.name).join(", ") || "none";
+      throw new VmaError(
+        `Cannot print config ${
+          wanted ?? "qemu-server.conf"
+        }: not in the archive (configs: ${names})`,
+      );
+    }
+    await ctx.stdout.write(config.data);
+  },
+};

@@ -1,0 +1,34 @@
+import { parseCommandArgs } from "./args.ts";
+import type { Command } from "./types.ts";
+import { openArchiveInput } from "../io/input.ts";
+import { VmaReader } from "../vma/reader.ts";
+import { extractArchive } from "../vma/extract.ts";
+
+const USAGE = "vmabak extract ARCHIVE TARGETDIR [-v]";
+
+export const extractCommand: Command = {
+  name: "extract",
+  summary:
+    "write an archive's disks (sparse raw files), vmstate and configs into a new directory",
+  usage: USAGE,
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      verbose: { type: "boolean", short: "v" },
+    }, {
+      min: 2,
+      max: 2,
+      usage: USAGE,
+    });
+    const reader = await VmaReader.open(
+      await openArchiveInput(positionals[0]!, ctx.stdin),
+    );
+    const result = await extractArchive(reader, positionals[1]!, {
+      signal: ctx.signal,
+    });
+    if (values.verbose) {
+      for (const f of result.files) {
+        ctx.stderr.line(`extracted ${positionals[1]}/${f}`);
+      }
+    }
+  },
+};

@@ -1,0 +1,87 @@
+import { parseCommandArgs } from "./args.ts";
+import type { Command } from "./types.ts";
+import { openArchiveInput } from "../io/input.ts";
+import { formatUuid, VMA_VMSTATE_NAME } from "../vma/format.ts";
+import { VmaReader } from "../vma/reader.ts";
+import type { VmaHeader } from "../vma/header.ts";
+
+const USAGE = "vmabak list ARCHIVE [--json]";
+
+/** Formats seconds since the epoch like C's ctime(3), in local time, without the newline. */
+export function formatCtime(seconds: number): string {
+  const d = new Date(seconds * 1000);
+  const days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+  const months = [
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "May",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Oct",
+    "Nov",
+    "Dec",
+  ];
+  const p2 = (n: number) => String(n).padStart(2, "0");
+  return `${days[d.getDay()]} ${months[d.getMonth()]} ${
+    String(d.getDate()).padStart(2, " ")
+  } ` +
+    `${p2(d.getHours())}:${p2(d.getMinutes())}:${
+      p2(d.getSeconds())
+    } ${d.getFullYear()}`;
+}
+
+/** The lines of Proxmox's `vma list`. */
+export function listLines(h: VmaHeader): string[] {
+  const lines = h.configs.map((c) =>
+    `CFG: size: ${c.data.length} name: ${c.name}`
+  );
+  for (const d of h.devices) {
+    lines.push(
+      d.name === VMA_VMSTATE_NAME
+        ? `VMSTATE: dev_id=${d.id} memory: ${d.size}`
+        : `DEV: dev_id=${d.id} size: ${d.size} devname: ${d.name}`,
+    );
+  }
+  lines.push(`CTIME: ${formatCtime(h.ctime)}`);
+  return lines;
+}
+
+export function listJson(h: VmaHeader): unknown {
+  return {
+    uuid: formatUuid(h.uuid),
+    ctime: h.ctime,
+    configs: h.configs.map((c) => ({ name: c.name, size: c.data.length })),
+    devices: h.devices.map((d) => ({
+      id: d.id,
+      name: d.name,
+      size: d.size,
+      vmstate: d.name === VMA_VMSTATE_NAME,
+    })),
+  };
+}
+
+export const listCommand: Command = {
+  name: "list",
+  summary: "list the configs and devices of an archive",
+  usage: USAGE,
+  async run(ctx) {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      json: { type: "boolean" },
+    }, {
+      min: 1,
+      max: 1,
+      usage: USAGE,
+    });
+    const reader = await VmaReader.open(
+      await openArchiveInput(positionals[0]!, ctx.stdin),
+    );
+    await reader.close();
+    if (values.json) {
+      ctx.out.line(JSON.stringify(listJson(reader.header), null, 2));
+    } else for (const line of listLines(reader.header)) ctx.out.line(line);
+  },
+};

@@ -1,0 +1,33 @@
+/**
+ * Opens an archive for reading: a path, or `-` for standard input. Every
+ * reading command goes through here.
+ */
+export async function openArchiveInput(
+  path: string,
+  stdin: ReadableStream<Uint8Array>,
+): Promise<ReadableStream<Uint8Array>> {
+  if (path === "-") return stdin;
+  try {
+    const file = await Deno.open(path, { read: true });
+    const info = await file.stat();
+    if (info.isDirectory) {
+      file.close();
+      throw new Error("it is a directory");
+    }
+    return file.readable;
+  } catch (error) {
+    throw new Error(`Cannot open archive ${path}: ${describeFsError(error)}`, {
+      cause: error,
+    });
+  }
+}
+
+/** The short reason of a file system error, without Deno's call details. */
+export function describeFsError(error: unknown): string {
+  if (error instanceof Deno.errors.NotFound) return "no such file or directory";
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  if (error instanceof Deno.errors.AlreadyExists) return "it already exists";
+  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/:? *\(os error \d+\).*$/, "").replace(/,.*$/, "");
+}

@@ -1,0 +1,78 @@
+import type { ByteSink } from "../cli/types.ts";
+import { describeFsError } from "./input.ts";
+
+/** Where an archive goes; `commit()` makes it final, `abort()` removes it. */
+export interface ArchiveOutput extends ByteSink {
+  /** The final name, or "-" for standard output. */
+  readonly path: string;
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/**
+ * Opens an archive for writing, strictly sequentially. A file is written as
+ * `PATH.partial` and renamed to PATH only by `commit()`, so an archive that
+ * failed half-way never looks complete. `-` writes to standard output. An
+ * existing PATH is refused, never overwritten.
+ */
+export async function openArchiveOutput(
+  path: string,
+  stdout: ByteSink,
+): Promise<ArchiveOutput> {
+  if (path === "-") {
+    return {
+      path,
+      write: (chunk) => stdout.write(chunk),
+      commit: () => Promise.resolve(),
+      abort: () => Promise.resolve(),
+    };
+  }
+  const partial = `${path}.partial`;
+  let exists = false;
+  try {
+    await Deno.lstat(path);
+    exists = true;
+  } catch { /* free */ }
+  if (exists) {
+    throw new Error(`Cannot write archive ${path}: it already exists`);
+  }
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(partial, {
+      write: true,
+      create: true,
+      truncate: true,
+      mode: 0o600,
+    });
+  } catch (error) {
+    throw new Error(
+      `Cannot write archive ${partial}: ${describeFsError(error)}`,
+      { cause: error },
+    );
+  }
+  let open = true;
+  const close = () => {
+    if (open) {
+      open = false;
+      file.close();
+    }
+  };
+  return {
+    path,
+    async write(chunk) {
+      let done = 0;
+      while (done < chunk.length) {
+        done += await file.write(chunk.subarray(done));
+      }
+    },
+    async commit() {
+      await file.syncData();
+      close();
+      await Deno.rename(partial, path);
+    },
+    async abort() {
+      close();
+      await Deno.remove(partial).catch(() => {});
+    },
+  };
+}
