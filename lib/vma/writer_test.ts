@@ -1,0 +1,218 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { VmaWriter } from "./writer.ts";
+import { VmaReader } from "./reader.ts";
+import { VmaError } from "./errors.ts";
+
+export class MemorySink {
+  chunks: Uint8Array[] = [];
+  write(chunk: Uint8Array): Promise<void> {
+    this.chunks.push(chunk.slice());
+    return Promise.resolve();
+  }
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.chunks.reduce((a, c) => a + c.length, 0));
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
+  stream(): ReadableStream<Uint8Array> {
+    const bytes = this.bytes();
+    return new ReadableStream({
+      start(c) {
+        // Odd chunk sizes exercise the reader's buffering.
+        for (let i = 0; i < bytes.length; i += 100_003) {
+          c.enqueue(bytes.slice(i, i + 100_003));
+        }
+        c.close();
+      },
+    });
+  }
+}
+
+const UUID = new Uint8Array(16).map((_, i) => i + 1);
+const md5hex = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
+
+Deno.test("VmaWriter writes a hand-checked minimal archive byte for byte", async () => {
+  const sink = new MemorySink();
+  const w = new VmaWriter(sink, { uuid: UUID, ctime: 1700000000 });
+  w.addConfig("a.conf", new TextEncoder().encode("hi"));
+  const dev = w.addDevice("d", 4096 + 512);
+  await w.start();
+  const data = new Uint8Array(4096 + 512).fill(7);
+  await w.writeCluster(dev, 0, data);
+  await w.finish();
+  const out = sink.bytes();
+  const dv = new DataView(out.buffer);
+  // Header.
+  assert.equal(dv.getUint32(0), 0x564d4100);
+  assert.equal(dv.getUint32(4), 1);
+  assert.deepEqual(out.slice(8, 24), UUID);
+  assert.equal(dv.getBigInt64(24), 1700000000n);
+  assert.equal(dv.getUint32(48), 12288);
+  // Blobs: [2,0]"a.conf\0" at 1, [2,0]"hi" at 10, [2,0]"d\0" at 14 → fill 18.
+  assert.equal(dv.getUint32(52), 18);
+  assert.equal(dv.getUint32(56), 12800);
+  assert.equal(dv.getUint32(2044), 1);
+  assert.equal(dv.getUint32(3068), 10);
+  assert.equal(dv.getUint32(4096 + 32 + 0), 14);
+  assert.equal(dv.getBigUint64(4096 + 32 + 8), 4608n);
+  assert.deepEqual(
+    Array.from(out.slice(12289, 12288 + 18)),
+    [7, 0, 97, 46, 99, 111, 110, 102, 0, 2, 0, 104, 105, 2, 0, 100, 0],
+  );
+  const zeroed = out.slice(0, 12800);
+  zeroed.fill(0, 32, 48);
+  assert.equal(Buffer.from(out.slice(32, 48)).toString("hex"), md5hex(zeroed));
+  // Extent: two blocks (the second is cut at the device end: 512 bytes of 7, then zeros).
+  const e = 12800;
+  assert.equal(out.length, e + 512 + 2 * 4096);
+  assert.equal(dv.getUint32(e), 0x564d4145);
+  assert.equal(dv.getUint16(e + 4), 0);
+  assert.equal(dv.getUint16(e + 6), 2);
+  assert.deepEqual(out.slice(e + 8, e + 24), UUID);
+  assert.equal(dv.getBigUint64(e + 40), 0x0003000100000000n);
+  for (let i = 1; i < 59; i++) {
+    assert.equal(dv.getBigUint64(e + 40 + 8 * i), 0n);
+  }
+  const eh = out.slice(e, e + 512);
+  eh.fill(0, 24, 40);
+  assert.equal(
+    Buffer.from(out.slice(e + 24, e + 40)).toString("hex"),
+    md5hex(eh),
+  );
+  assert.ok(out.slice(e + 512, e + 512 + 4096 + 512).every((b) => b === 7));
+  assert.ok(out.slice(e + 512 + 4096 + 512).every((b) => b === 0));
+});
+
+Deno.test("VmaWriter writes a diskless archive as the header plus one empty extent", async () => {
+  const sink = new MemorySink();
+  const w = new VmaWriter(sink);
+  w.addConfig("qemu-server.conf", new Uint8Array([1]));
+  await w.start();
+  await w.finish();
+  const out = sink.bytes();
+  assert.equal(out.length, 12800 + 512);
+  const r = await VmaReader.open(sink.stream());
+  let n = 0;
+  for await (const _ of r.clusters()) n++;
+  assert.equal(n, 0);
+  r.checkComplete();
+});
+
+/** Deterministic pseudo-random bytes. */
+function rng(seed: number) {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return s >>> 0;
+  };
+}
+
+function makeImage(size: number, seed: number): Uint8Array {
+  const img = new Uint8Array(size);
+  const r = rng(seed);
+  for (let b = 0; b * 4096 < size; b++) {
+    const kind = r() % 4; // zero, random, partly zero, one byte
+    const start = b * 4096, end = Math.min(start + 4096, size);
+    if (kind === 1) { for (let i = start; i < end; i++) img[i] = r() & 0xff; }
+    if (kind === 2) { for (let i = start; i < end; i += 2) img[i] = 0x5a; }
+    if (kind === 3) img[end - 1] = 1;
+  }
+  return img;
+}
+
+Deno.test("VmaWriter round-trips many devices of odd sizes, clusters out of order", async () => {
+  const sizes = [512, 4096 + 512, 65536 * 3 + 1024, 65536 * 5, 1_000_448];
+  const images = sizes.map((s, i) => makeImage(s, i + 11));
+  const sink = new MemorySink();
+  const w = new VmaWriter(sink, { uuid: UUID });
+  const big = new Uint8Array(65535).fill(0x33);
+  w.addConfig("qemu-server.conf", big);
+  w.addConfig("other.fw", new Uint8Array([1, 2, 3]));
+  const ids = images.map((img, i) => w.addDevice(`drive-${i}`, img.length));
+  await w.start();
+  const work: [number, number][] = [];
+  images.forEach((img, i) => {
+    for (let c = 0; c * 65536 < img.length; c++) work.push([i, c]);
+  });
+  const r = rng(99);
+  for (let i = work.length - 1; i > 0; i--) {
+    const j = r() % (i + 1);
+    [work[i], work[j]] = [work[j]!, work[i]!];
+  }
+  await Promise.all(work.map(([i, c]) => {
+    const img = images[i]!;
+    const piece = img.subarray(
+      c * 65536,
+      Math.min((c + 1) * 65536, img.length),
+    );
+    const zero = piece.every((b) => b === 0);
+    return w.writeCluster(ids[i]!, c, zero && r() % 2 ? null : piece);
+  }));
+  await w.finish();
+
+  const reader = await VmaReader.open(sink.stream());
+  assert.deepEqual(reader.header.configs.map((c) => c.data.length), [65535, 3]);
+  const out = images.map((img) => new Uint8Array(img.length));
+  for await (const ev of reader.clusters()) {
+    const o = out[ev.device.id - 1]!;
+    const base = ev.cluster * 65536;
+    o.set(ev.data.subarray(0, Math.min(65536, o.length - base)), base);
+  }
+  reader.checkComplete();
+  out.forEach((o, i) => assert.deepEqual(o, images[i], `device ${i}`));
+});
+
+Deno.test("VmaWriter takes 255 devices and refuses a 256th", async () => {
+  const sink = new MemorySink();
+  const w = new VmaWriter(sink);
+  for (let i = 1; i <= 255; i++) assert.equal(w.addDevice(`d${i}`, 512), i);
+  assert.throws(() => w.addDevice("d256", 512), VmaError);
+  await w.start();
+  for (let i = 1; i <= 255; i++) {
+    await w.writeCluster(i, 0, i % 2 ? null : new Uint8Array(512).fill(i));
+  }
+  await w.finish();
+  const r = await VmaReader.open(sink.stream());
+  let n = 0;
+  for await (const ev of r.clusters()) {
+    n++;
+    assert.equal(ev.data[0], ev.device.id % 2 ? 0 : ev.device.id);
+  }
+  r.checkComplete();
+  assert.equal(n, 255);
+});
+
+Deno.test("VmaWriter.writeCluster() refuses a cluster twice, out of range, or vmstate out of order", async () => {
+  const w = new VmaWriter(new MemorySink());
+  const d = w.addDevice("d", 65536 * 2);
+  const s = w.addDevice("vmstate", 1 << 20);
+  await w.start();
+  await w.writeCluster(d, 1, null);
+  await assert.rejects(w.writeCluster(d, 1, null), /stored twice/);
+  await assert.rejects(w.writeCluster(d, 2, null), /beyond its size/);
+  await assert.rejects(w.writeCluster(s, 1, null), /in order/);
+  await w.writeCluster(s, 0, new Uint8Array(100).fill(1));
+  await w.writeCluster(d, 0, null);
+  await w.finish();
+});
+
+Deno.test("VmaWriter.writeCluster() stores a cluster of zeros as mask 0", async () => {
+  const sink = new MemorySink();
+  const w = new VmaWriter(sink);
+  const d = w.addDevice("d", 65536);
+  await w.start();
+  await w.writeCluster(d, 0, new Uint8Array(65536));
+  await w.finish();
+  const out = sink.bytes();
+  const e = out.length - 512;
+  const dv = new DataView(out.buffer);
+  assert.equal(dv.getUint16(e + 6), 0);
+  assert.equal(dv.getBigUint64(e + 40), 0x0000000100000000n);
+});
