@@ -3,35 +3,7 @@ import { createHash } from "node:crypto";
 import { VmaWriter } from "./writer.ts";
 import { VmaReader } from "./reader.ts";
 import { VmaError } from "./errors.ts";
-
-export class MemorySink {
-  chunks: Uint8Array[] = [];
-  write(chunk: Uint8Array): Promise<void> {
-    this.chunks.push(chunk.slice());
-    return Promise.resolve();
-  }
-  bytes(): Uint8Array {
-    const out = new Uint8Array(this.chunks.reduce((a, c) => a + c.length, 0));
-    let at = 0;
-    for (const c of this.chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
-  }
-  stream(): ReadableStream<Uint8Array> {
-    const bytes = this.bytes();
-    return new ReadableStream({
-      start(c) {
-        // Odd chunk sizes exercise the reader's buffering.
-        for (let i = 0; i < bytes.length; i += 100_003) {
-          c.enqueue(bytes.slice(i, i + 100_003));
-        }
-        c.close();
-      },
-    });
-  }
-}
+import { MemorySink } from "./_test_sink.ts";
 
 const UUID = new Uint8Array(16).map((_, i) => i + 1);
 const md5hex = (b: Uint8Array) => createHash("md5").update(b).digest("hex");
