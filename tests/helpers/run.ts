@@ -1,0 +1,95 @@
+/** Runs vmabak (main.ts, or the file in VMABAK_ENTRY) and external tools as subprocesses, for tests. */
+
+export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+export const FIXTURE =
+  new URL("../../../shared/fixtures/proxmox-sample.vma", import.meta.url)
+    .pathname;
+
+export interface RunResult {
+  code: number;
+  stdout: Uint8Array;
+  stderr: string;
+  text: string;
+}
+
+const dec = new TextDecoder();
+
+export async function run(
+  cmd: string,
+  args: string[],
+  options: { stdin?: Uint8Array; cwd?: string } = {},
+): Promise<RunResult> {
+  const child = new Deno.Command(cmd, {
+    args,
+    stdin: options.stdin ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  }).spawn();
+  if (options.stdin) {
+    const w = child.stdin.getWriter();
+    await w.write(options.stdin).catch(() => {});
+    await w.close().catch(() => {});
+  }
+  const out = await child.output();
+  return {
+    code: out.code,
+    stdout: out.stdout,
+    stderr: dec.decode(out.stderr),
+    text: dec.decode(out.stdout),
+  };
+}
+
+/** `deno run -A main.ts ARGS...` */
+export function vmabak(
+  args: string[],
+  options: { stdin?: Uint8Array; cwd?: string } = {},
+): Promise<RunResult> {
+  return run(Deno.execPath(), ["run", "-A", MAIN, ...args], options);
+}
+
+/** A bash pipeline; `$VMABAK` expands to the vmabak command. */
+export function sh(script: string, cwd?: string): Promise<RunResult> {
+  return run("bash", [
+    "-o",
+    "pipefail",
+    "-c",
+    `VMABAK="${Deno.execPath()} run -A ${MAIN}"; ${script}`,
+  ], cwd ? { cwd } : {});
+}
+
+export async function haveTool(
+  tool: string,
+  arg = "--version",
+): Promise<boolean> {
+  try {
+    return (await new Deno.Command(tool, {
+      args: [arg],
+      stdout: "null",
+      stderr: "null",
+    }).output()).success;
+  } catch {
+    return false;
+  }
+}
+
+/** A temp dir removed after `fn`, whatever happens. */
+export async function withTempDir<T>(
+  fn: (dir: string) => Promise<T>,
+): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "vmabak-test-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Asserts an error output is exactly one line, with no stack trace. */
+export function oneLine(stderr: string): string {
+  const lines = stderr.trimEnd().split("\n");
+  if (lines.length !== 1 || /^\s+at /m.test(stderr)) {
+    throw new Error(`expected one error line, got:\n${stderr}`);
+  }
+  return lines[0]!;
+}
