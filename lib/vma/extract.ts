@@ -84,8 +84,9 @@ export async function extractArchive(
         while (k < 16 && (ev.mask >>> k) & 1) k++;
         const start = j * VMA_BLOCK_SIZE;
         const end = Math.min(k * VMA_BLOCK_SIZE, valid);
-        await file.seek(base + start, Deno.SeekMode.Start);
-        await writeAll(file, ev.data.subarray(start, end));
+        // Sync calls: an async call costs ~30 µs, more than writing a 4 KiB block.
+        file.seekSync(base + start, Deno.SeekMode.Start);
+        writeAllSync(file, ev.data.subarray(start, end));
         storedBytes += end - start;
         j = k;
       }
@@ -102,6 +103,11 @@ export async function extractArchive(
   } finally {
     for (const f of files.values()) f.close();
   }
+}
+
+function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
+  let done = 0;
+  while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
 }
 
 async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {

@@ -1,0 +1,99 @@
+/** Shared helpers of the benchmarks: timed runs with peak memory, test data, a table. */
+
+export const MAIN = new URL("../main.ts", import.meta.url).pathname;
+
+export interface Measure {
+  seconds: number;
+  maxRssKiB: number;
+}
+
+/** Runs a shell command under /usr/bin/time -v; returns wall seconds and peak RSS. */
+export async function measure(script: string, cwd: string): Promise<Measure> {
+  const start = performance.now();
+  const out = await new Deno.Command("/usr/bin/time", {
+    args: ["-v", "bash", "-o", "pipefail", "-c", script],
+    cwd,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  const seconds = (performance.now() - start) / 1000;
+  const err = new TextDecoder().decode(out.stderr);
+  if (!out.success) {
+    throw new Error(`benchmark command failed: ${script}\n${err}`);
+  }
+  const rss = Number(
+    /Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN,
+  );
+  return { seconds, maxRssKiB: rss };
+}
+
+/** Best of n runs (least noise on a shared 2-core machine). */
+export async function best(
+  n: number,
+  script: string,
+  cwd: string,
+  before?: () => Promise<void>,
+): Promise<Measure> {
+  let bestRun: Measure | undefined;
+  for (let i = 0; i < n; i++) {
+    await before?.();
+    const m = await measure(script, cwd);
+    if (bestRun === undefined || m.seconds < bestRun.seconds) bestRun = m;
+  }
+  return bestRun!;
+}
+
+/**
+ * Writes a test image: each 4 KiB block independently zero (probability
+ * `zeroShare`) or pseudo-random data, deterministic for a seed.
+ */
+export async function writeMixedImage(
+  path: string,
+  bytes: number,
+  zeroShare: number,
+  seed = 1,
+): Promise<void> {
+  const file = await Deno.open(path, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
+  const chunk = new Uint8Array(4 << 20);
+  const words = new Uint32Array(chunk.buffer);
+  let s = seed >>> 0 || 1;
+  const next = () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return s >>> 0;
+  };
+  try {
+    for (let done = 0; done < bytes;) {
+      for (let b = 0; b < chunk.length / 4096; b++) {
+        const base = b * 1024;
+        if (next() / 0x100000000 < zeroShare) words.fill(0, base, base + 1024);
+        else for (let i = 0; i < 1024; i++) words[base + i] = next();
+      }
+      const n = Math.min(chunk.length, bytes - done);
+      let w = 0;
+      while (w < n) w += await file.write(chunk.subarray(w, n));
+      done += n;
+    }
+  } finally {
+    file.close();
+  }
+}
+
+export function mbps(bytes: number, seconds: number): string {
+  return `${(bytes / 1e6 / seconds).toFixed(0)} MB/s`;
+}
+
+/** Prints rows as an aligned table. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) =>
+    Math.max(...rows.map((r) => (r[i] ?? "").length))
+  );
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ")).join(
+    "\n",
+  );
+}
