@@ -311,6 +311,7 @@ function drained(d: Decompressor): Promise<void> {
 
 function wrapError(error: unknown): Error {
   if (error instanceof ZstdError) return error;
-  const message = error instanceof Error ? error.message : String(error);
+  const message = (error instanceof Error ? error.message : String(error))
+    .replace(/^zstd decompress error: /i, "");
   return new ZstdError(`Cannot decompress: ${message}`, { cause: error });
 }
