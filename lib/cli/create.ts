@@ -1,11 +1,24 @@
-import { parseCommandArgs } from "./args.ts";
+import { parseCommandArgs, parseZstdLevel } from "./args.ts";
 import type { Command } from "./types.ts";
 import { describeFsError } from "../io/input.ts";
 import { openArchiveOutput } from "../io/output.ts";
 import { createArchive, type ImageSource } from "../vma/create.ts";
 import { UsageError } from "../errors.ts";
 
-const USAGE = "vmabak create ARCHIVE [-c CONFIGFILE]... [NAME=]IMAGE...";
+const USAGE =
+  "vmabak create ARCHIVE [--zstd[=LEVEL]] [-c CONFIGFILE]... [NAME=]IMAGE...";
+
+/** Default zstd level, also used when ARCHIVE ends in `.zst`. */
+export const DEFAULT_ZSTD_LEVEL = 3;
+
+/** `--zstd[=LEVEL]`, or the default level for an ARCHIVE named `*.zst`. */
+export function zstdLevelFor(
+  archive: string,
+  option: unknown,
+): number | undefined {
+  return parseZstdLevel(option) ??
+    (archive.endsWith(".zst") ? DEFAULT_ZSTD_LEVEL : undefined);
+}
 
 /** `NAME=IMAGE` or `IMAGE` (named `diskN`, N counting from 0 as Proxmox's tool does). */
 export function parseImageArgs(args: string[]): ImageSource[] {
@@ -42,7 +55,10 @@ export const createCommand: Command = {
   async run(ctx) {
     const { values, positionals } = parseCommandArgs(
       ctx.args,
-      { config: { type: "string", short: "c", multiple: true } },
+      {
+        config: { type: "string", short: "c", multiple: true },
+        zstd: { type: "string" },
+      },
       { min: 1, max: Infinity, usage: USAGE },
     );
     const [archive, ...imageArgs] = positionals as [string, ...string[]];
@@ -50,7 +66,12 @@ export const createCommand: Command = {
     const configs = await readConfigFiles(
       (values.config as string[] | undefined) ?? [],
     );
-    const output = await openArchiveOutput(archive, ctx.stdout);
+    const zstd = zstdLevelFor(archive, values.zstd);
+    const output = await openArchiveOutput(
+      archive,
+      ctx.stdout,
+      zstd === undefined ? {} : { zstd },
+    );
     try {
       await createArchive(output, { configs, images, signal: ctx.signal });
       await output.commit();

@@ -1,12 +1,22 @@
+import { maybeDecompress } from "./zstd.ts";
+
 /**
  * Opens an archive for reading: a path, or `-` for standard input. Every
- * reading command goes through here.
+ * reading command goes through here. A zstd-compressed archive (`.vma.zst`,
+ * told by its first bytes, not its name) comes back decompressed.
  */
 export async function openArchiveInput(
   path: string,
   stdin: ReadableStream<Uint8Array>,
 ): Promise<ReadableStream<Uint8Array>> {
-  if (path === "-") return stdin;
+  return await maybeDecompress(
+    path === "-" ? stdin : await openArchiveFile(path),
+  );
+}
+
+async function openArchiveFile(
+  path: string,
+): Promise<ReadableStream<Uint8Array>> {
   try {
     const file = await Deno.open(path, { read: true });
     const info = await file.stat();

@@ -1,5 +1,6 @@
 import type { ByteSink } from "../cli/types.ts";
 import { describeFsError } from "./input.ts";
+import { zstdSink } from "./zstd.ts";
 
 /** Where an archive goes; `commit()` makes it final, `abort()` removes it. */
 export interface ArchiveOutput extends ByteSink {
@@ -9,13 +10,41 @@ export interface ArchiveOutput extends ByteSink {
   abort(): Promise<void>;
 }
 
+export interface ArchiveOutputOptions {
+  /** Compress with zstd at this level (independent ~4 MiB frames). */
+  zstd?: number;
+}
+
 /**
  * Opens an archive for writing, strictly sequentially. A file is written as
  * `PATH.partial` and renamed to PATH only by `commit()`, so an archive that
  * failed half-way never looks complete. `-` writes to standard output. An
- * existing PATH is refused, never overwritten.
+ * existing PATH is refused, never overwritten. With `zstd`, what is written
+ * is compressed on its way out; `commit()` flushes the last frame first.
  */
 export async function openArchiveOutput(
+  path: string,
+  stdout: ByteSink,
+  options: ArchiveOutputOptions = {},
+): Promise<ArchiveOutput> {
+  const raw = await openRawOutput(path, stdout);
+  if (options.zstd === undefined) return raw;
+  const compressed = zstdSink(raw, options.zstd);
+  return {
+    path,
+    write: (chunk) => compressed.write(chunk),
+    async commit() {
+      await compressed.close();
+      await raw.commit();
+    },
+    async abort() {
+      compressed.abort();
+      await raw.abort();
+    },
+  };
+}
+
+async function openRawOutput(
   path: string,
   stdout: ByteSink,
 ): Promise<ArchiveOutput> {

@@ -257,7 +257,15 @@ async function* inflate(
       const feeding = feedFrame(decompressor, first.value, pieces);
       feeding.catch((error) => decompressor.destroy(error));
       try {
-        for await (const out of decompressor) yield out as Uint8Array;
+        for await (const out of decompressor) {
+          // A plain Uint8Array view, not the node Buffer (whose slice() shares memory).
+          const bytes = out as Uint8Array;
+          yield new Uint8Array(
+            bytes.buffer,
+            bytes.byteOffset,
+            bytes.byteLength,
+          );
+        }
       } catch (error) {
         throw wrapError(error);
       }

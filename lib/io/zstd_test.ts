@@ -41,7 +41,19 @@ function collectingSink() {
 async function readAll(
   stream: ReadableStream<Uint8Array>,
 ): Promise<Uint8Array> {
-  return new Uint8Array(await new Response(stream).arrayBuffer());
+  const parts: Uint8Array[] = [];
+  for await (const part of stream) {
+    // Readers rely on slice() copying, which a node Buffer does not do.
+    assert.equal(Object.getPrototypeOf(part), Uint8Array.prototype);
+    parts.push(part);
+  }
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** Runs `zstd ARGS` with `input` on stdin; returns stdout. */
