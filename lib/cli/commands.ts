@@ -1,4 +1,5 @@
 import type { Command } from "./types.ts";
+import { backupCommand } from "./backup.ts";
 import { configCommand } from "./config.ts";
 import { createCommand } from "./create.ts";
 import { extractCommand } from "./extract.ts";
@@ -10,6 +11,7 @@ import { verifyCommand } from "./verify.ts";
  * file of its own beside this one and is added here.
  */
 export const COMMANDS: readonly Command[] = [
+  backupCommand,
   createCommand,
   listCommand,
   configCommand,
