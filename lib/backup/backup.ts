@@ -12,6 +12,11 @@ import {
 } from "./inventory.ts";
 import { cancelJobs, deleteNodes, JobWatcher } from "./jobs.ts";
 import type { Progress } from "./progress.ts";
+import {
+  enableBackgroundSnapshot,
+  VmstateReceiver,
+  vmstateSizeHint,
+} from "./vmstate.ts";
 
 export interface BackupOptions {
   qmpPath: string;
@@ -26,6 +31,8 @@ export interface BackupOptions {
   onProgress?: (p: Progress) => void;
   /** Called once the backup's instant is fixed (the transaction returned). */
   onStarted?: (info: { disks: string[]; privateDir: string }) => void;
+  /** Also save RAM and device state (a background snapshot) of the same instant. */
+  vmstate?: boolean;
 }
 
 export interface BackupResult {
@@ -33,6 +40,8 @@ export interface BackupResult {
   bytes: number;
   archiveBytes: number;
   seconds: number;
+  /** With `vmstate`: the stream's size and how long the guest was paused. */
+  vmstate?: { bytes: number; pausedMs: number };
 }
 
 /** The name of the config that describes the VM. */
@@ -59,6 +68,21 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
   const nodes: string[] = [];
   const jobIds: string[] = [];
   let server: NbdServer | undefined;
+  let receiver: VmstateReceiver | undefined;
+  let restoreMigration: (() => Promise<void>) | undefined;
+  let stoppedByUs = false;
+  let pause = { stopUs: 0, resumeUs: 0 };
+  let migration = "none";
+  const offEvents = qmp.onEvent((e) => {
+    if (e.event === "STOP") pause = { stopUs: e.timestampUs, resumeUs: 0 };
+    if (e.event === "RESUME") pause.resumeUs = e.timestampUs;
+    if (e.event === "MIGRATION") {
+      migration = e.data.status as string;
+      if (["failed", "cancelled"].includes(migration)) {
+        fail(new Error(`Cannot save the VM state: migration ${migration}`));
+      }
+    }
+  });
   let dir: string | undefined;
   let failure: unknown;
   const fail = (error: unknown) => {
@@ -80,7 +104,9 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     if (disks.length === 0) {
       throw new Error("Cannot start backup: the VM has no writable disk");
     }
-    const description = await describeVm(qmp, disks, false);
+    const vmstate = options.vmstate === true;
+    if (vmstate) restoreMigration = await enableBackgroundSnapshot(qmp);
+    const description = await describeVm(qmp, disks, vmstate);
 
     const writer = new VmaWriter(options.sink);
     writer.addConfig(
@@ -89,6 +115,9 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     );
     for (const c of options.configs ?? []) writer.addConfig(c.name, c.data);
     const ids = disks.map((d) => writer.addDevice(d.name, d.size));
+    const vmstateId = vmstate
+      ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
+      : 0;
     await writer.start();
 
     // Once the backup has failed, take and drop whatever QEMU still sends:
@@ -126,6 +155,21 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       nodes.push(node);
     }
     disks.forEach((_, i) => jobIds.push(`vmabak-${run}-job${i}`));
+    if (vmstate) {
+      receiver = new VmstateReceiver(`${dir}/vmstate.sock`, (c, data) => {
+        if (failure !== undefined) return Promise.resolve();
+        return writer.writeCluster(vmstateId, c, data);
+      });
+      receiver.done.catch(fail);
+      // One instant for RAM and disks: the guest is paused from here until the
+      // background snapshot starts (milliseconds), never for the backup.
+      const status = await qmp.execute<{ status: string }>("query-status");
+      if (status.status === "running") {
+        await qmp.execute("stop");
+        stoppedByUs = true;
+      }
+    }
+    let vmstateResult: BackupResult["vmstate"];
     const watcher = new JobWatcher(qmp, jobIds);
     try {
       signal.throwIfAborted();
@@ -145,6 +189,18 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
         })),
         properties: { "completion-mode": "grouped" },
       });
+      if (vmstate) {
+        await qmp.execute("migrate", { uri: `unix:${receiver!.path}` });
+        // QEMU 7.2 resumes the VM itself once the background snapshot runs.
+        for (let i = 0; stoppedByUs && i < 40; i++) {
+          const s = await qmp.execute<{ status: string }>("query-status");
+          if (s.status === "running") break;
+          if (s.status === "paused" && i >= 10) {
+            await qmp.execute("cont").catch(() => {});
+          }
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      }
       options.onStarted?.({ disks: disks.map((d) => d.name), privateDir: dir });
 
       const total = disks.reduce((a, d) => a + d.size, 0);
@@ -203,6 +259,24 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
           );
         }
       }
+      if (receiver !== undefined) {
+        const got = await receiver.done;
+        for (let i = 0; migration !== "completed"; i++) {
+          if (failure !== undefined) throw failure;
+          const m = await qmp.execute<{ status?: string }>("query-migrate");
+          if (m.status === "completed") break;
+          if (m.status === "failed" || m.status === "cancelled" || i > 600) {
+            throw new Error(`Cannot save the VM state: migration ${m.status}`);
+          }
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        vmstateResult = {
+          bytes: got.bytes,
+          pausedMs: pause.resumeUs > pause.stopUs
+            ? (pause.resumeUs - pause.stopUs) / 1000
+            : NaN,
+        };
+      }
       await writer.finish();
       progress();
     } finally {
@@ -215,15 +289,28 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       bytes: disks.reduce((a, d) => a + d.size, 0),
       archiveBytes: writer.bytesWritten,
       seconds: (performance.now() - started) / 1000,
+      ...(vmstateResult ? { vmstate: vmstateResult } : {}),
     };
   } catch (error) {
     fail(error);
     throw failure;
   } finally {
     signal.removeEventListener("abort", onAbort);
+    offEvents();
+    receiver?.close();
     if (!qmp.error) {
+      if (failure !== undefined && receiver !== undefined) {
+        await qmp.execute("migrate_cancel").catch(() => {});
+      }
+      if (stoppedByUs) {
+        const s = await qmp.execute<{ status: string }>("query-status").catch(
+          () => ({ status: "" }),
+        );
+        if (s.status === "paused") await qmp.execute("cont").catch(() => {});
+      }
       await cancelJobs(qmp, jobIds).catch(() => {});
       await deleteNodes(qmp, nodes).catch(() => {});
+      await restoreMigration?.().catch(() => {});
     }
     await server?.close();
     if (dir) await Deno.remove(dir, { recursive: true }).catch(() => {});

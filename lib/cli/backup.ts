@@ -14,7 +14,7 @@ import {
 
 const USAGE =
   "vmabak backup --qmp SOCKET -o ARCHIVE|- [-c CONFIGFILE]... [--drive NAME]... " +
-  "[--speed BYTES_PER_S] [--max-workers N] [--json]";
+  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json]";
 
 function parseSize(value: string, what: string): number {
   const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value);
@@ -47,6 +47,7 @@ export const backupCommand: Command = {
       speed: { type: "string" },
       "max-workers": { type: "string" },
       json: { type: "boolean" },
+      vmstate: { type: "boolean" },
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
@@ -102,6 +103,7 @@ export const backupCommand: Command = {
         drives: (values.drive as string[] | undefined) ?? [],
         signal: ctx.signal,
         onProgress,
+        vmstate: values.vmstate === true,
         ...(speed !== undefined ? { speed } : {}),
         ...(workers !== undefined ? { maxWorkers: workers } : {}),
         onStarted: (info) => {
@@ -120,7 +122,12 @@ export const backupCommand: Command = {
         } s, ` +
         `archive ${formatBytes(result.archiveBytes)}${
           output.path === "-" ? "" : ` in ${output.path}`
-        }`;
+        }` +
+        (result.vmstate
+          ? `; VM state ${formatBytes(result.vmstate.bytes)}, guest paused ${
+            result.vmstate.pausedMs.toFixed(1)
+          } ms`
+          : "");
       ctx.stderr.line(
         json
           ? renderJson("done", { ...result, description: undefined })
