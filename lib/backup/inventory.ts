@@ -12,6 +12,10 @@ export interface VmDisk {
   /** The guest device's id (`vd0`), and its QOM type (`virtio-blk-pci`). */
   deviceId: string;
   deviceType: string;
+  /** PCI address of the device (`0x4.0x0`), when it has one. */
+  pciAddr: string | null;
+  /** The device's bootindex, or null. */
+  bootIndex: number | null;
   format: string;
   file: string;
   size: number;
@@ -23,6 +27,8 @@ export interface VmDescription {
   qemu: string;
   name: string | null;
   machine: string;
+  /** Whether the VM runs on KVM (else TCG). */
+  kvm: boolean;
   memoryBytes: number;
   cpus: number;
   disks: VmDisk[];
@@ -51,13 +57,15 @@ export async function listDisks(qmp: QmpClient): Promise<VmDisk[]> {
     const qdev = b.qdev ?? "";
     const parent = qdev.replace(/\/virtio-backend$/, "");
     const deviceId = parent.split("/").pop() ?? "";
-    let deviceType = "";
-    if (parent !== "") {
-      deviceType = await qmp.execute<string>("qom-get", {
-        path: parent,
-        property: "type",
-      }).catch(() => "");
-    }
+    const prop = <T>(property: string) =>
+      parent === ""
+        ? Promise.resolve(null)
+        : qmp.execute<T>("qom-get", { path: parent, property }).catch(() =>
+          null
+        );
+    const deviceType = (await prop<string>("type")) ?? "";
+    const addr = await prop<number>("addr");
+    const boot = await prop<number>("bootindex");
     const name = b.device !== ""
       ? b.device
       : !ins["node-name"].startsWith("#")
@@ -69,6 +77,10 @@ export async function listDisks(qmp: QmpClient): Promise<VmDisk[]> {
       qdev,
       deviceId,
       deviceType,
+      pciAddr: typeof addr === "number" && addr >= 0
+        ? `0x${(addr >> 3).toString(16)}.0x${(addr & 7).toString(16)}`
+        : null,
+      bootIndex: typeof boot === "number" && boot >= 0 ? boot : null,
       format: ins.image.format ?? ins.drv,
       file: ins.file,
       size: ins.image["virtual-size"],
@@ -113,6 +125,9 @@ export async function describeVm(
   const memory = await qmp.execute<
     { "base-memory": number; "plugged-memory"?: number }
   >("query-memory-size-summary");
+  const kvm = await qmp.execute<{ enabled: boolean }>("query-kvm").then((k) =>
+    k.enabled
+  ).catch(() => false);
   const cpus = await qmp.execute<unknown[]>("query-cpus-fast").then((c) =>
     c.length
   ).catch(() => 1);
@@ -121,6 +136,7 @@ export async function describeVm(
     qemu: `${v.major}.${v.minor}.${v.micro}`,
     name,
     machine,
+    kvm,
     memoryBytes: memory["base-memory"] + (memory["plugged-memory"] ?? 0),
     cpus,
     disks,

@@ -4,6 +4,8 @@ import { configCommand } from "./config.ts";
 import { createCommand } from "./create.ts";
 import { extractCommand } from "./extract.ts";
 import { listCommand } from "./list.ts";
+import { restoreCommand } from "./restore.ts";
+import { resumeCommand } from "./resume.ts";
 import { verifyCommand } from "./verify.ts";
 
 /**
@@ -17,4 +19,6 @@ export const COMMANDS: readonly Command[] = [
   configCommand,
   verifyCommand,
   extractCommand,
+  restoreCommand,
+  resumeCommand,
 ];
