@@ -1,8 +1,11 @@
 import type { Command } from "./types.ts";
+import { backupCommand } from "./backup.ts";
 import { configCommand } from "./config.ts";
 import { createCommand } from "./create.ts";
 import { extractCommand } from "./extract.ts";
 import { listCommand } from "./list.ts";
+import { restoreCommand } from "./restore.ts";
+import { resumeCommand } from "./resume.ts";
 import { verifyCommand } from "./verify.ts";
 
 /**
@@ -10,9 +13,12 @@ import { verifyCommand } from "./verify.ts";
  * file of its own beside this one and is added here.
  */
 export const COMMANDS: readonly Command[] = [
+  backupCommand,
   createCommand,
   listCommand,
   configCommand,
   verifyCommand,
   extractCommand,
+  restoreCommand,
+  resumeCommand,
 ];

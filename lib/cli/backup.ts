@@ -1,0 +1,142 @@
+import { parseCommandArgs } from "./args.ts";
+import type { Command } from "./types.ts";
+import { readConfigFiles } from "./create.ts";
+import { UsageError } from "../errors.ts";
+import { openArchiveOutput } from "../io/output.ts";
+import { backupVm } from "../backup/backup.ts";
+import {
+  formatBytes,
+  type Progress,
+  renderBar,
+  renderJson,
+  renderLine,
+} from "../backup/progress.ts";
+
+const USAGE =
+  "vmabak backup --qmp SOCKET -o ARCHIVE|- [-c CONFIGFILE]... [--drive NAME]... " +
+  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json]";
+
+function parseSize(value: string, what: string): number {
+  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value);
+  if (!m) {
+    throw new UsageError(
+      `${what} must be a number of bytes (suffix K, M, G allowed), got "${value}"`,
+    );
+  }
+  const mult = {
+    "": 1,
+    K: 1024,
+    M: 1024 ** 2,
+    G: 1024 ** 3,
+    T: 1024 ** 4,
+  }[m[2]!.toUpperCase()]!;
+  return Number(m[1]) * mult;
+}
+
+export const backupCommand: Command = {
+  name: "backup",
+  summary:
+    "back up a running QEMU VM (every disk, one instant) over QMP and NBD",
+  usage: USAGE,
+  async run(ctx) {
+    const { values } = parseCommandArgs(ctx.args, {
+      qmp: { type: "string" },
+      output: { type: "string", short: "o" },
+      config: { type: "string", short: "c", multiple: true },
+      drive: { type: "string", multiple: true },
+      speed: { type: "string" },
+      "max-workers": { type: "string" },
+      json: { type: "boolean" },
+      vmstate: { type: "boolean" },
+    }, { min: 0, max: 0, usage: USAGE });
+    if (typeof values.qmp !== "string") {
+      throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
+    }
+    if (typeof values.output !== "string") {
+      throw new UsageError(`-o ARCHIVE is required (usage: ${USAGE})`);
+    }
+    const speed = values.speed === undefined
+      ? undefined
+      : parseSize(values.speed as string, "--speed");
+    const workers = values["max-workers"] === undefined
+      ? undefined
+      : Number(values["max-workers"]);
+    if (
+      workers !== undefined &&
+      !(Number.isInteger(workers) && workers >= 1 && workers <= 64)
+    ) {
+      throw new UsageError("--max-workers must be an integer from 1 to 64");
+    }
+    const configs = await readConfigFiles(
+      (values.config as string[] | undefined) ?? [],
+    );
+    const json = values.json === true;
+    const tty = ctx.stderrIsTerminal && !json;
+    let lastLine = 0;
+    const onProgress = (p: Progress) => {
+      const now = performance.now();
+      if (json) {
+        if (now - lastLine >= 1000 || p.done >= p.total) {
+          lastLine = now;
+          ctx.stderr.line(
+            renderJson("progress", {
+              done: p.done,
+              total: p.total,
+              archiveBytes: p.archiveBytes,
+            }),
+          );
+        }
+      } else if (tty) {
+        ctx.stderr.text(`\r${renderBar(p)}`);
+      } else if (now - lastLine >= 5000) {
+        lastLine = now;
+        ctx.stderr.line(renderLine(p));
+      }
+    };
+
+    const output = await openArchiveOutput(values.output, ctx.stdout);
+    try {
+      const result = await backupVm({
+        qmpPath: values.qmp,
+        sink: output,
+        configs,
+        drives: (values.drive as string[] | undefined) ?? [],
+        signal: ctx.signal,
+        onProgress,
+        vmstate: values.vmstate === true,
+        ...(speed !== undefined ? { speed } : {}),
+        ...(workers !== undefined ? { maxWorkers: workers } : {}),
+        onStarted: (info) => {
+          if (json) {
+            ctx.stderr.line(renderJson("started", { disks: info.disks }));
+          } else if (!tty) {
+            ctx.stderr.line(`backup: started, disks ${info.disks.join(", ")}`);
+          }
+        },
+      });
+      await output.commit();
+      if (tty) ctx.stderr.text("\n");
+      const summary =
+        `backup: done, ${formatBytes(result.bytes)} of disks in ${
+          result.seconds.toFixed(1)
+        } s, ` +
+        `archive ${formatBytes(result.archiveBytes)}${
+          output.path === "-" ? "" : ` in ${output.path}`
+        }` +
+        (result.vmstate
+          ? `; VM state ${formatBytes(result.vmstate.bytes)}, guest paused ${
+            result.vmstate.pausedMs.toFixed(1)
+          } ms`
+          : "");
+      ctx.stderr.line(
+        json
+          ? renderJson("done", { ...result, description: undefined })
+          : summary,
+      );
+    } catch (error) {
+      if (tty) ctx.stderr.text("\n");
+      await output.abort();
+      throw error;
+    }
+  },
+};

@@ -1,0 +1,21 @@
+/** Any QMP failure. */
+export class QmpError extends Error {
+  override name = "QmpError";
+}
+
+/** QEMU answered a command with `{"error": {"class", "desc"}}`. */
+export class QmpCommandError extends QmpError {
+  override name = "QmpCommandError";
+  constructor(
+    readonly command: string,
+    readonly errorClass: string,
+    readonly desc: string,
+  ) {
+    super(`Cannot run QMP command ${command}: ${desc}`);
+  }
+}
+
+/** The connection failed, closed, or carried something that is not QMP. */
+export class QmpConnectionError extends QmpError {
+  override name = "QmpConnectionError";
+}

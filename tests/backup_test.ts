@@ -1,0 +1,274 @@
+import assert from "node:assert/strict";
+import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { MAIN, oneLine, run, vmabak } from "./helpers/run.ts";
+import { backupVm } from "../lib/backup/backup.ts";
+import { QmpClient } from "../lib/qmp/client.ts";
+
+const HAVE = await haveQemu();
+const MiB = 1024 * 1024;
+
+/** Two disks: raw of an odd size with data, zeros and a hole; qcow2 with large holes. */
+function twoDisks() {
+  return [
+    {
+      format: "raw" as const,
+      size: 40 * MiB + 3 * 4096 + 512,
+      fill: ["write -P 0x11 0 8M", "write -z 8M 4M", "write -P 0x22 30M 2M"],
+    },
+    {
+      format: "qcow2" as const,
+      size: 24 * MiB,
+      fill: ["write -P 0x33 0 1M", "write -P 0x44 20M 1M"],
+    },
+  ];
+}
+
+/** After a failed backup: no job, no node of vmabak's, the VM still running. */
+async function assertVmClean(vm: TestVm) {
+  assert.deepEqual(await vm.monitor.execute("query-block-jobs"), []);
+  const nodes = await vm.monitor.execute<{ "node-name": string }[]>(
+    "query-named-block-nodes",
+  );
+  assert.deepEqual(
+    nodes.map((n) => n["node-name"]).filter((n) => n.startsWith("vmabak-")),
+    [],
+  );
+  assert.equal(await vm.status(), "running");
+}
+
+async function compareWithTruth(dir: string, truth: string[], names: string[]) {
+  for (const [i, t] of truth.entries()) {
+    const r = await run("qemu-img", [
+      "compare",
+      "-f",
+      "raw",
+      "-F",
+      "raw",
+      t,
+      `${dir}/disk-${names[i]}.raw`,
+    ]);
+    assert.equal(r.code, 0, `disk ${names[i]}: ${r.text}${r.stderr}`);
+  }
+}
+
+function spawnVmabak(args: string[]) {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  })
+    .spawn();
+}
+
+Deno.test({
+  name:
+    "backup of two disks while the guest writes equals the disks at backup start",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const truth = await vm.snapshotDisks("start");
+      const child = spawnVmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "-o",
+        `${vm.dir}/b.vma`,
+        "--speed",
+        "8M",
+      ]);
+      await new Promise((r) => setTimeout(r, 1000));
+      // Writes into clusters not copied yet: copy-before-write must save the old data first.
+      await vm.guestWrite(0, 0x55, 36 * MiB, MiB);
+      await vm.guestWrite(0, 0x56, 40 * MiB, 4096);
+      await vm.guestWrite(1, 0x66, 22 * MiB, 64 * 1024);
+      await vm.guestWrite(1, 0x67, 10 * MiB + 4096, 8192);
+      const out = await child.output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      assert.match(stderr, /backup: done/);
+      const now = await vm.snapshotDisks("after");
+      assert.notEqual(
+        (await run("cmp", ["-s", truth[0]!, now[0]!])).code,
+        0,
+        "the guest's writes changed disk 0",
+      );
+      assert.notEqual(
+        (await run("cmp", ["-s", truth[1]!, now[1]!])).code,
+        0,
+        "the guest's writes changed disk 1",
+      );
+      assert.equal((await vmabak(["verify", `${vm.dir}/b.vma`])).code, 0);
+      const x = await vmabak(["extract", `${vm.dir}/b.vma`, `${vm.dir}/out`]);
+      assert.equal(x.code, 0, x.stderr);
+      await compareWithTruth(`${vm.dir}/out`, truth, ["drive0", "drive1"]);
+      const desc = JSON.parse(
+        await Deno.readTextFile(`${vm.dir}/out/vmabak.json`),
+      );
+      assert.equal(desc.disks.length, 2);
+      assert.equal(desc.disks[1].format, "qcow2");
+      assert.equal(desc.memoryBytes, 64 * MiB);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "backup -o - writes to a pipe that vmabak verify - reads",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{
+        format: "raw",
+        size: 8 * MiB + 512,
+        fill: ["write -P 1 0 1M"],
+      }],
+    });
+    try {
+      const v = `${Deno.execPath()} run -A ${MAIN}`;
+      const r = await run("bash", [
+        "-o",
+        "pipefail",
+        "-c",
+        `${v} backup --qmp ${vm.qmpPath} -o - | ${v} verify -v -`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /valid and complete/);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "backup keeps its NBD socket in a private 0700 directory",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 4 * MiB }],
+    });
+    try {
+      let mode = -1;
+      let socket = false;
+      const chunks: Uint8Array[] = [];
+      await backupVm({
+        qmpPath: vm.qmpPath,
+        sink: { write: (c) => Promise.resolve(void chunks.push(c.slice())) },
+        onStarted: ({ privateDir }) => {
+          mode = Deno.statSync(privateDir).mode! & 0o777;
+          socket = Deno.statSync(`${privateDir}/nbd.sock`).isSocket === true;
+        },
+      });
+      assert.equal(mode, 0o700);
+      assert.ok(socket);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "SIGINT mid-backup: exit 1, one line, no archive, jobs and nodes gone, VM running",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const child = spawnVmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "-o",
+        `${vm.dir}/b.vma`,
+        "--speed",
+        "2M",
+      ]);
+      await new Promise((r) => setTimeout(r, 1500));
+      child.kill("SIGINT");
+      const out = await child.output();
+      assert.equal(out.code, 1);
+      assert.match(
+        oneLine(
+          new TextDecoder().decode(out.stderr).replace(
+            /^backup: started.*\n/m,
+            "",
+          ),
+        ),
+        /interrupted by SIGINT/,
+      );
+      assert.deepEqual(
+        [...Deno.readDirSync(vm.dir)].filter((e) => e.name.startsWith("b.vma")),
+        [],
+      );
+      await assertVmClean(vm);
+      // The guest can still write where the backup did not reach.
+      await vm.guestWrite(0, 0x77, 39 * MiB, 4096);
+      assert.equal(await vm.status(), "running");
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "QEMU killed mid-backup: exit 1 with a clear line, no archive",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const child = spawnVmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "-o",
+        `${vm.dir}/b.vma`,
+        "--speed",
+        "2M",
+      ]);
+      await new Promise((r) => setTimeout(r, 1500));
+      vm.kill();
+      const out = await child.output();
+      assert.equal(out.code, 1);
+      const err = new TextDecoder().decode(out.stderr).replace(
+        /^backup: started.*\n/m,
+        "",
+      );
+      assert.match(oneLine(err), /QEMU/);
+      assert.deepEqual(
+        [...Deno.readDirSync(vm.dir)].filter((e) => e.name.startsWith("b.vma")),
+        [],
+      );
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "output pipe closed mid-backup: exit 1, VM clean and running",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const v = `${Deno.execPath()} run -A ${MAIN}`;
+      const r = await run("bash", [
+        "-c",
+        `${v} backup --qmp ${vm.qmpPath} -o - --speed 4M 2>${vm.dir}/err | head -c 100000 >/dev/null; echo \${PIPESTATUS[0]}`,
+      ]);
+      assert.equal(r.text.trim(), "1");
+      const err = (await Deno.readTextFile(`${vm.dir}/err`)).replace(
+        /^backup: started.*\n/m,
+        "",
+      );
+      assert.match(oneLine(err), /pipe/i);
+      await assertVmClean(vm);
+      const qmp = await QmpClient.connect(vm.qmpPath); // vmabak let go of the QMP socket
+      await qmp.close();
+    } finally {
+      await vm.destroy();
+    }
+  },
+});

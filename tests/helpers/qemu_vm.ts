@@ -1,0 +1,228 @@
+/**
+ * A throwaway QEMU VM for tests, the demo and the benchmarks: no guest OS
+ * (or the counter boot sector), one QMP socket for vmabak and a second QMP
+ * monitor for the test itself (guest writes, checks).
+ */
+import { QmpClient } from "../../lib/qmp/client.ts";
+
+export interface DiskSpec {
+  format: "raw" | "qcow2";
+  size: number;
+  /** qemu-io commands that fill the image before boot, e.g. "write -P 0x11 0 1M". */
+  fill?: string[];
+}
+
+export interface TestVmOptions {
+  disks: DiskSpec[];
+  memoryMiB?: number;
+  /** A boot sector written at offset 0 of the first disk (the VM then runs it). */
+  bootSector?: Uint8Array;
+  /** Leave the vCPUs stopped. */
+  paused?: boolean;
+  extraArgs?: string[];
+}
+
+export const QEMU = "qemu-system-x86_64";
+
+export async function haveQemu(): Promise<boolean> {
+  try {
+    const a = await new Deno.Command(QEMU, {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    const b = await new Deno.Command("qemu-img", {
+      args: ["--version"],
+      stdout: "null",
+      stderr: "null",
+    }).output();
+    return a.success && b.success;
+  } catch {
+    return false;
+  }
+}
+
+async function sh(cmd: string, args: string[]): Promise<void> {
+  const r = await new Deno.Command(cmd, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!r.success) {
+    throw new Error(
+      `${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(r.stderr)}`,
+    );
+  }
+}
+
+export class TestVm {
+  readonly dir: string;
+  readonly qmpPath: string;
+  readonly disks: {
+    path: string;
+    format: string;
+    size: number;
+    node: string;
+    device: string;
+    qdev: string;
+  }[];
+  monitor!: QmpClient;
+  #child!: Deno.ChildProcess;
+  #status: Promise<Deno.CommandStatus> | undefined;
+  readonly args: string[];
+
+  private constructor(dir: string, options: TestVmOptions) {
+    this.dir = dir;
+    this.qmpPath = `${dir}/qmp.sock`;
+    this.disks = options.disks.map((d, i) => ({
+      path: `${dir}/disk${i}.${d.format}`,
+      format: d.format,
+      size: d.size,
+      node: `drive${i}`,
+      device: `vd${i}`,
+      qdev: `/machine/peripheral/vd${i}/virtio-backend`,
+    }));
+    this.args = [
+      "-machine",
+      "q35,accel=tcg",
+      "-m",
+      String(options.memoryMiB ?? 64),
+      "-nodefaults",
+      "-display",
+      "none",
+      "-S",
+      "-qmp",
+      `unix:${this.qmpPath},server=on,wait=off`,
+      "-chardev",
+      `socket,id=mon2,path=${dir}/monitor.sock,server=on,wait=off`,
+      "-mon",
+      "chardev=mon2,mode=control",
+      ...this.disks.flatMap((d, i) => [
+        "-blockdev",
+        `driver=file,filename=${d.path},node-name=file${i}`,
+        "-blockdev",
+        `driver=${d.format},file=file${i},node-name=${d.node}`,
+        "-device",
+        `virtio-blk-pci,drive=${d.node},id=${d.device}${
+          i === 0 ? ",bootindex=0" : ""
+        }`,
+      ]),
+      ...(options.extraArgs ?? []),
+    ];
+  }
+
+  static async start(options: TestVmOptions): Promise<TestVm> {
+    const dir = await Deno.makeTempDir({ prefix: "vmabak-vm-" });
+    const vm = new TestVm(dir, options);
+    try {
+      for (const [i, d] of vm.disks.entries()) {
+        await sh("qemu-img", [
+          "create",
+          "-q",
+          "-f",
+          d.format,
+          d.path,
+          String(d.size),
+        ]);
+        const fill = options.disks[i]!.fill ?? [];
+        if (fill.length > 0) {
+          await sh("qemu-io", [
+            "-f",
+            d.format,
+            d.path,
+            ...fill.flatMap((c) => ["-c", c]),
+          ]);
+        }
+        if (i === 0 && options.bootSector) {
+          if (d.format !== "raw") {
+            throw new Error("the boot sector needs a raw first disk");
+          }
+          const f = await Deno.open(d.path, { write: true });
+          await f.write(options.bootSector);
+          f.close();
+        }
+      }
+      vm.#child = new Deno.Command(QEMU, {
+        args: vm.args,
+        stdin: "null",
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      vm.#status = vm.#child.status;
+      for (let i = 0; i < 100; i++) {
+        try {
+          await Deno.stat(`${dir}/monitor.sock`);
+          await Deno.stat(vm.qmpPath);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      vm.monitor = await QmpClient.connect(`${dir}/monitor.sock`);
+      if (!options.paused) await vm.monitor.execute("cont");
+      return vm;
+    } catch (error) {
+      await vm.destroy();
+      throw error;
+    }
+  }
+
+  /** A write through the guest's virtio device (above any backup filter). */
+  async guestWrite(
+    disk: number,
+    pattern: number,
+    offset: number,
+    length: number,
+  ): Promise<void> {
+    await this.monitor.execute("human-monitor-command", {
+      "command-line": `qemu-io -d ${
+        this.disks[disk]!.qdev
+      } "write -P ${pattern} ${offset} ${length}"`,
+    });
+  }
+
+  async status(): Promise<string> {
+    const s = await this.monitor.execute<{ status: string }>("query-status");
+    return s.status;
+  }
+
+  /** Copies the disk images (the truth at this moment) with qemu-img convert to raw. */
+  async snapshotDisks(suffix: string): Promise<string[]> {
+    const out = [];
+    for (const [i, d] of this.disks.entries()) {
+      const target = `${this.dir}/truth${i}-${suffix}.raw`;
+      await sh("qemu-img", [
+        "convert",
+        "-U",
+        "-f",
+        d.format,
+        "-O",
+        "raw",
+        d.path,
+        target,
+      ]);
+      out.push(target);
+    }
+    return out;
+  }
+
+  kill(): void {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }
+
+  get exited(): Promise<Deno.CommandStatus> {
+    return this.#status!;
+  }
+
+  async destroy(): Promise<void> {
+    await this.monitor?.close().catch(() => {});
+    if (this.#child) {
+      this.kill();
+      await this.#child.status.catch(() => {});
+      await this.#child.stderr.cancel().catch(() => {});
+    }
+    await Deno.remove(this.dir, { recursive: true }).catch(() => {});
+  }
+}
