@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 import { mbps, table } from "./bench_util.ts";
 import { nonZeroMask, ZeroScanner } from "../lib/wasm/zero.ts";
 import { nonZeroMaskReference } from "../lib/wasm/zero_reference.ts";
-import { zstdSink } from "../lib/io/zstd.ts";
+import { maybeDecompress, zstdSink } from "../lib/io/zstd.ts";
 
 const MIB = 1 << 20;
 const SIZE = Number(Deno.env.get("BENCH_WASM_MIB") ?? 1024) * MIB;
@@ -137,7 +137,13 @@ try {
   const data = await makeData();
   const zeros = new Uint8Array(SIZE);
   zeros.fill(1).fill(0); // real pages, not the shared zero page
-  const rows: string[][] = [["operation", "data", "rate", "vs native", "note"]];
+  const rows: string[][] = [[
+    "operation",
+    "data",
+    "rate",
+    "speed vs native",
+    "note",
+  ]];
   const rate = (s: number) => mbps(SIZE, s);
   const ratio = (s: number, native: number | undefined) =>
     native === undefined ? "-" : `${(native / s).toFixed(2)}x`;
@@ -220,8 +226,10 @@ try {
   };
   await zstdWasm.init();
   for (const level of [1, 3]) {
-    const native = await sh(`zstd -T1 -${level} -q -c data.bin | wc -c`);
-    const nativeRatio = Number(native.text.trim()) / SIZE;
+    const nativeRatio =
+      Number((await sh(`zstd -T1 -${level} -q -c data.bin | wc -c`)).text) /
+      SIZE;
+    const native = await sh(`zstd -T1 -${level} -q -c data.bin > /dev/null`);
     const viaSink = async (workers: number) => {
       let out = 0;
       const t = performance.now();
@@ -274,6 +282,52 @@ try {
       rate(native.seconds),
       "1.00x",
       `ratio ${nativeRatio.toFixed(3)}, native, 1 run`,
+    ]);
+  }
+
+  // Decompression, from a file as `vmabak verify x.vma.zst` reads it.
+  const ours = await Deno.open(`${dir}/ours.zst`, {
+    write: true,
+    create: true,
+  });
+  const sink = zstdSink({
+    write: async (c) => {
+      for (let w = 0; w < c.length;) w += await ours.write(c.subarray(w));
+    },
+  }, 1);
+  for (let at = 0; at < SIZE; at += 4 * MIB) {
+    await sink.write(data.subarray(at, at + 4 * MIB));
+  }
+  await sink.close();
+  ours.close();
+  await sh("zstd -T1 -1 -q -c data.bin > tool.zst");
+  for (
+    const [file, what] of [
+      ["ours.zst", "vmabak frames (4 MiB each)"],
+      ["tool.zst", "one frame by zstd -1"],
+    ]
+  ) {
+    await sh(`cat ${file} > /dev/null`);
+    const nativeD = await sh(`zstd -d -q -c ${file} > /dev/null`);
+    const d = await best(2, async () => {
+      const f = await Deno.open(`${dir}/${file}`);
+      let n = 0;
+      for await (const c of await maybeDecompress(f.readable)) n += c.length;
+      if (n !== SIZE) throw new Error(`decompressed ${n} bytes`);
+    });
+    rows.push([
+      `zstd -d node:zlib maybeDecompress, ${what}`,
+      "real",
+      rate(d),
+      ratio(d, nativeD.seconds),
+      "file, best of 2",
+    ]);
+    rows.push([
+      `zstd -d zstd tool, ${what}`,
+      "real",
+      rate(nativeD.seconds),
+      "1.00x",
+      "native, 1 run",
     ]);
   }
 

@@ -133,3 +133,21 @@ Deno.test("ZstdFrameSplitter rejects garbage after a frame and reserved bits", (
   const bad = new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x00, 0x07, 0, 0]);
   assert.throws(() => new ZstdFrameSplitter().push(bad), /reserved block type/);
 });
+
+Deno.test("ZstdFrameSplitter passes a frame in one chunk on as one subarray, not a copy", () => {
+  const a = frame(200_000);
+  const b = frame(5000);
+  const input = cat(a, skippable(2, [7, 7]), b);
+  const s = new ZstdFrameSplitter();
+  const pieces = s.push(input);
+  assert.equal(pieces.length, 4);
+  assert.equal(pieces[1], FRAME_END);
+  assert.equal(pieces[3], FRAME_END);
+  const [pa, pb] = [pieces[0] as Uint8Array, pieces[2] as Uint8Array];
+  assert.equal(pa.buffer, input.buffer);
+  assert.equal(pa.byteOffset, input.byteOffset);
+  assert.equal(pa.length, a.length);
+  assert.equal(pb.byteOffset, a.length + 10);
+  assert.deepEqual(pb, b);
+  s.end();
+});
