@@ -170,6 +170,33 @@ Deno.test({
   },
 });
 
+/** Starts a slow backup to a file, interrupts it after 1.5 s, returns its one error line. */
+async function interruptedBackup(
+  vm: TestVm,
+  interrupt: (child: Deno.ChildProcess) => void,
+): Promise<string> {
+  const child = spawnVmabak([
+    "backup",
+    "--qmp",
+    vm.qmpPath,
+    "-o",
+    `${vm.dir}/b.vma`,
+    "--speed",
+    "2M",
+  ]);
+  await new Promise((r) => setTimeout(r, 1500));
+  interrupt(child);
+  const out = await child.output();
+  assert.equal(out.code, 1);
+  assert.deepEqual(
+    [...Deno.readDirSync(vm.dir)].filter((e) => e.name.startsWith("b.vma")),
+    [],
+  );
+  return oneLine(
+    new TextDecoder().decode(out.stderr).replace(/^backup: started.*\n/m, ""),
+  );
+}
+
 Deno.test({
   name:
     "SIGINT mid-backup: exit 1, one line, no archive, jobs and nodes gone, VM running",
@@ -177,31 +204,9 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const child = spawnVmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "-o",
-        `${vm.dir}/b.vma`,
-        "--speed",
-        "2M",
-      ]);
-      await new Promise((r) => setTimeout(r, 1500));
-      child.kill("SIGINT");
-      const out = await child.output();
-      assert.equal(out.code, 1);
       assert.match(
-        oneLine(
-          new TextDecoder().decode(out.stderr).replace(
-            /^backup: started.*\n/m,
-            "",
-          ),
-        ),
+        await interruptedBackup(vm, (child) => child.kill("SIGINT")),
         /interrupted by SIGINT/,
-      );
-      assert.deepEqual(
-        [...Deno.readDirSync(vm.dir)].filter((e) => e.name.startsWith("b.vma")),
-        [],
       );
       await assertVmClean(vm);
       // The guest can still write where the backup did not reach.
@@ -219,28 +224,7 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const child = spawnVmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "-o",
-        `${vm.dir}/b.vma`,
-        "--speed",
-        "2M",
-      ]);
-      await new Promise((r) => setTimeout(r, 1500));
-      vm.kill();
-      const out = await child.output();
-      assert.equal(out.code, 1);
-      const err = new TextDecoder().decode(out.stderr).replace(
-        /^backup: started.*\n/m,
-        "",
-      );
-      assert.match(oneLine(err), /QEMU/);
-      assert.deepEqual(
-        [...Deno.readDirSync(vm.dir)].filter((e) => e.name.startsWith("b.vma")),
-        [],
-      );
+      assert.match(await interruptedBackup(vm, () => vm.kill()), /QEMU/);
     } finally {
       await vm.destroy();
     }
