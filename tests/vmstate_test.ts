@@ -29,7 +29,14 @@ async function capsOn(qmp: QmpClient): Promise<string[]> {
 /** A VM running the counter guest: RAM and disk each hold a counter. */
 async function counterVm(): Promise<TestVm> {
   const vm = await TestVm.start({
-    disks: [{ format: "raw", size: 8 * MiB }],
+    disks: [
+      { format: "raw", size: 8 * MiB },
+      {
+        format: "qcow2",
+        size: 16 * MiB + 4096,
+        fill: ["write -P 0x21 0 4M", "write -P 0x22 12M 4M"],
+      },
+    ],
     memoryMiB: 128,
     bootSector: bootCounterSector(),
   });
@@ -76,14 +83,32 @@ Deno.test({
     let restored: Awaited<ReturnType<typeof resumeRestored>> | undefined;
     try {
       const capsBefore = await capsOn(vm.monitor);
-      const b = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "-o",
-        `${vm.dir}/vm.vma`,
-        "--vmstate",
-      ]);
+      // Disk 1 changes only through the guest writes below: its truth is known.
+      const truth1 = (await vm.snapshotDisks("start"))[1]!;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          MAIN,
+          "backup",
+          "--qmp",
+          vm.qmpPath,
+          "-o",
+          `${vm.dir}/vm.vma`,
+          "--vmstate",
+          "--speed",
+          "8M",
+        ],
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      await new Promise((r) => setTimeout(r, 1200));
+      await vm.guestWrite(1, 0x77, 15 * MiB, MiB);
+      const out = await child.output();
+      const b = {
+        code: out.code,
+        stderr: new TextDecoder().decode(out.stderr),
+      };
       assert.equal(b.code, 0, b.stderr);
       assert.match(b.stderr, /VM state .*guest paused \d+(\.\d+)? ms/);
       // The source VM: running, capabilities as before, nothing of vmabak's left.
@@ -116,6 +141,20 @@ Deno.test({
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.text, /-incoming/);
+      const cmp = await run("qemu-img", [
+        "compare",
+        "-f",
+        "raw",
+        "-F",
+        "raw",
+        truth1,
+        `${vm.dir}/restored/disk-drive1.raw`,
+      ]);
+      assert.equal(
+        cmp.code,
+        0,
+        `disk 1 equals its state at backup start: ${cmp.text}`,
+      );
       const disk = await Deno.readFile(`${vm.dir}/restored/disk-drive0.raw`);
       const diskAtBackup = diskCounter(disk);
       restored = await resumeRestored(`${vm.dir}/restored`);
