@@ -116,15 +116,15 @@ Deno.test({
 });
 
 Deno.test({
-  name: "backup -o - writes to a pipe that vmabak verify - reads",
+  name:
+    "backup -o - writes to a pipe that vmabak verify - reads; --drive picks disks",
   ignore: !HAVE,
   async fn() {
     const vm = await TestVm.start({
-      disks: [{
-        format: "raw",
-        size: 8 * MiB + 512,
-        fill: ["write -P 1 0 1M"],
-      }],
+      disks: [
+        { format: "raw", size: 8 * MiB + 512, fill: ["write -P 1 0 1M"] },
+        { format: "raw", size: 4 * MiB },
+      ],
     });
     try {
       const v = `${Deno.execPath()} run -A ${MAIN}`;
@@ -136,6 +136,28 @@ Deno.test({
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /valid and complete/);
+      assert.match(r.stderr, /drive0: 8389120 bytes/);
+      assert.match(r.stderr, /drive1: 4194304 bytes/);
+      const one = await run("bash", [
+        "-o",
+        "pipefail",
+        "-c",
+        `${v} backup --qmp ${vm.qmpPath} --drive vd1 -o - | ${v} verify -v -`,
+      ]);
+      assert.equal(one.code, 0, one.stderr);
+      assert.match(one.stderr, /^device 1 drive1: 4194304 bytes/m);
+      assert.doesNotMatch(one.stderr, /drive0/);
+      const none = await vmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "--drive",
+        "nope",
+        "-o",
+        `${vm.dir}/x.vma`,
+      ]);
+      assert.equal(none.code, 1);
+      assert.match(oneLine(none.stderr), /no such disk/);
       await assertVmClean(vm);
     } finally {
       await vm.destroy();
