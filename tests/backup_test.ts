@@ -116,15 +116,15 @@ Deno.test({
 });
 
 Deno.test({
-  name: "backup -o - writes to a pipe that vmabak verify - reads",
+  name:
+    "backup -o - writes to a pipe that vmabak verify - reads; --drive picks disks",
   ignore: !HAVE,
   async fn() {
     const vm = await TestVm.start({
-      disks: [{
-        format: "raw",
-        size: 8 * MiB + 512,
-        fill: ["write -P 1 0 1M"],
-      }],
+      disks: [
+        { format: "raw", size: 8 * MiB + 512, fill: ["write -P 1 0 1M"] },
+        { format: "raw", size: 4 * MiB },
+      ],
     });
     try {
       const v = `${Deno.execPath()} run -A ${MAIN}`;
@@ -136,6 +136,28 @@ Deno.test({
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /valid and complete/);
+      assert.match(r.stderr, /drive0: 8389120 bytes/);
+      assert.match(r.stderr, /drive1: 4194304 bytes/);
+      const one = await run("bash", [
+        "-o",
+        "pipefail",
+        "-c",
+        `${v} backup --qmp ${vm.qmpPath} --drive vd1 -o - | ${v} verify -v -`,
+      ]);
+      assert.equal(one.code, 0, one.stderr);
+      assert.match(one.stderr, /^device 1 drive1: 4194304 bytes/m);
+      assert.doesNotMatch(one.stderr, /drive0/);
+      const none = await vmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "--drive",
+        "nope",
+        "-o",
+        `${vm.dir}/x.vma`,
+      ]);
+      assert.equal(none.code, 1);
+      assert.match(oneLine(none.stderr), /no such disk/);
       await assertVmClean(vm);
     } finally {
       await vm.destroy();
@@ -170,6 +192,33 @@ Deno.test({
   },
 });
 
+/** Starts a slow backup to a file, interrupts it after 1.5 s, returns its one error line. */
+async function interruptedBackup(
+  vm: TestVm,
+  interrupt: (child: Deno.ChildProcess) => void,
+): Promise<string> {
+  const child = spawnVmabak([
+    "backup",
+    "--qmp",
+    vm.qmpPath,
+    "-o",
+    `${vm.dir}/b.vma`,
+    "--speed",
+    "2M",
+  ]);
+  await new Promise((r) => setTimeout(r, 1500));
+  interrupt(child);
+  const out = await child.output();
+  assert.equal(out.code, 1);
+  assert.deepEqual(
+    [...Deno.readDirSync(vm.dir)].filter((e) => e.name.startsWith("b.vma")),
+    [],
+  );
+  return oneLine(
+    new TextDecoder().decode(out.stderr).replace(/^backup: started.*\n/m, ""),
+  );
+}
+
 Deno.test({
   name:
     "SIGINT mid-backup: exit 1, one line, no archive, jobs and nodes gone, VM running",
@@ -177,31 +226,9 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const child = spawnVmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "-o",
-        `${vm.dir}/b.vma`,
-        "--speed",
-        "2M",
-      ]);
-      await new Promise((r) => setTimeout(r, 1500));
-      child.kill("SIGINT");
-      const out = await child.output();
-      assert.equal(out.code, 1);
       assert.match(
-        oneLine(
-          new TextDecoder().decode(out.stderr).replace(
-            /^backup: started.*\n/m,
-            "",
-          ),
-        ),
+        await interruptedBackup(vm, (child) => child.kill("SIGINT")),
         /interrupted by SIGINT/,
-      );
-      assert.deepEqual(
-        [...Deno.readDirSync(vm.dir)].filter((e) => e.name.startsWith("b.vma")),
-        [],
       );
       await assertVmClean(vm);
       // The guest can still write where the backup did not reach.
@@ -219,28 +246,7 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const child = spawnVmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "-o",
-        `${vm.dir}/b.vma`,
-        "--speed",
-        "2M",
-      ]);
-      await new Promise((r) => setTimeout(r, 1500));
-      vm.kill();
-      const out = await child.output();
-      assert.equal(out.code, 1);
-      const err = new TextDecoder().decode(out.stderr).replace(
-        /^backup: started.*\n/m,
-        "",
-      );
-      assert.match(oneLine(err), /QEMU/);
-      assert.deepEqual(
-        [...Deno.readDirSync(vm.dir)].filter((e) => e.name.startsWith("b.vma")),
-        [],
-      );
+      assert.match(await interruptedBackup(vm, () => vm.kill()), /QEMU/);
     } finally {
       await vm.destroy();
     }

@@ -25,37 +25,35 @@ export function resumeArgs(
   desc: VmDescription,
   dir: string,
   withState: boolean,
-): string[] {
-  const args = [
-    "-machine",
-    `${desc.machine || "q35"},accel=${desc.kvm ? "kvm" : "tcg"}`,
-    "-m",
-    `${Math.round(desc.memoryBytes / (1024 * 1024))}M`,
-    "-smp",
-    String(desc.cpus),
-    "-nodefaults",
-    "-display",
-    "none",
-    "-qmp",
-    `unix:${dir}/qmp.sock,server=on,wait=off`,
+): string[][] {
+  const args: string[][] = [
+    ["-machine", `${desc.machine || "q35"},accel=${desc.kvm ? "kvm" : "tcg"}`],
+    ["-m", `${Math.round(desc.memoryBytes / (1024 * 1024))}M`],
+    ["-smp", String(desc.cpus)],
+    ["-nodefaults"],
+    ["-display", "none"],
+    ["-qmp", `unix:${dir}/qmp.sock,server=on,wait=off`],
   ];
   desc.disks.forEach((d, i) => {
     const node = d.node.startsWith("#") ? `disk${i}` : d.node;
-    args.push(
+    args.push([
       "-blockdev",
       `driver=file,filename=${dir}/${
         diskFile(d.name)
       },node-name=vmabak-file${i}`,
-    );
-    args.push("-blockdev", `driver=raw,file=vmabak-file${i},node-name=${node}`);
+    ]);
+    args.push([
+      "-blockdev",
+      `driver=raw,file=vmabak-file${i},node-name=${node}`,
+    ]);
     const dev = [d.deviceType || "virtio-blk-pci", `drive=${node}`];
     if (d.deviceId) dev.push(`id=${d.deviceId}`);
     if (d.pciAddr) dev.push(`addr=${d.pciAddr}`);
     if (d.bootIndex !== null) dev.push(`bootindex=${d.bootIndex}`);
-    args.push("-device", dev.join(","));
+    args.push(["-device", dev.join(",")]);
   });
   if (withState) {
-    args.push("-incoming", `exec:cat ${shellQuote(`${dir}/vmstate.bin`)}`);
+    args.push(["-incoming", `exec:cat ${shellQuote(`${dir}/vmstate.bin`)}`]);
   }
   return args;
 }
@@ -65,10 +63,9 @@ export function resumeScript(
   dir: string,
   withState: boolean,
 ): string {
-  const args = resumeArgs(desc, dir, withState);
   const lines = ["qemu-system-x86_64"];
-  for (let i = 0; i < args.length; i += 2) {
-    lines.push(`  ${args[i]} ${shellQuote(args[i + 1]!)}`);
+  for (const group of resumeArgs(desc, dir, withState)) {
+    lines.push(`  ${group.map(shellQuote).join(" ")}`);
   }
   return [
     "#!/bin/sh",

@@ -227,11 +227,18 @@ export class QmpClient {
         ),
       );
     } catch (error) {
+      if (error instanceof QmpError) return this.#fail(error);
+      const message = (error as Error).message;
+      if (/reset by peer|broken pipe/i.test(message)) {
+        return this.#fail(
+          new QmpConnectionError(
+            "Cannot talk to QEMU: it closed the QMP connection (did QEMU exit?)",
+          ),
+        );
+      }
       this.#fail(
-        error instanceof QmpError ? error : new QmpConnectionError(
-          `Cannot talk to QEMU: the QMP connection broke: ${
-            (error as Error).message
-          }`,
+        new QmpConnectionError(
+          `Cannot talk to QEMU: the QMP connection broke: ${message}`,
         ),
       );
     }

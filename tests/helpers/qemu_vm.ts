@@ -10,6 +10,8 @@ export interface DiskSpec {
   size: number;
   /** qemu-io commands that fill the image before boot, e.g. "write -P 0x11 0 1M". */
   fill?: string[];
+  /** Writes the image's content before boot (after it was created). */
+  prepare?: (path: string) => Promise<void>;
 }
 
 export interface TestVmOptions {
@@ -124,6 +126,7 @@ export class TestVm {
           d.path,
           String(d.size),
         ]);
+        await options.disks[i]!.prepare?.(d.path);
         const fill = options.disks[i]!.fill ?? [];
         if (fill.length > 0) {
           await sh("qemu-io", [
