@@ -1,6 +1,6 @@
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
-import { readConfigFiles } from "./create.ts";
+import { readConfigFiles, zstdLevelFor } from "./create.ts";
 import { UsageError } from "../errors.ts";
 import { openArchiveOutput } from "../io/output.ts";
 import { backupVm } from "../backup/backup.ts";
@@ -13,7 +13,7 @@ import {
 } from "../backup/progress.ts";
 
 const USAGE =
-  "vmabak backup --qmp SOCKET -o ARCHIVE|- [-c CONFIGFILE]... [--drive NAME]... " +
+  "vmabak backup --qmp SOCKET -o ARCHIVE|- [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
   "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json]";
 
 function parseSize(value: string, what: string): number {
@@ -48,6 +48,7 @@ export const backupCommand: Command = {
       "max-workers": { type: "string" },
       json: { type: "boolean" },
       vmstate: { type: "boolean" },
+      zstd: { type: "string" },
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
@@ -94,7 +95,12 @@ export const backupCommand: Command = {
       }
     };
 
-    const output = await openArchiveOutput(values.output, ctx.stdout);
+    const zstd = zstdLevelFor(values.output, values.zstd);
+    const output = await openArchiveOutput(
+      values.output,
+      ctx.stdout,
+      zstd === undefined ? {} : { zstd },
+    );
     try {
       const result = await backupVm({
         qmpPath: values.qmp,
