@@ -9,7 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
-import { mbps, table } from "./bench_util.ts";
+import { MAIN, mbps, table } from "./bench_util.ts";
 import { nonZeroMask, ZeroScanner } from "../lib/wasm/zero.ts";
 import { nonZeroMaskReference } from "../lib/wasm/zero_reference.ts";
 import { maybeDecompress, zstdSink } from "../lib/io/zstd.ts";
@@ -283,6 +283,26 @@ try {
       "1.00x",
       `ratio ${nativeRatio.toFixed(3)}, native, 1 run`,
     ]);
+  }
+
+  // The whole pipeline: read, zero scan, VMA, compress, write a file.
+  for (const level of [1, 3]) {
+    await sh("cat data.bin > /dev/null; rm -f x.vma.zst");
+    const c = await sh(
+      `${Deno.execPath()} run -A ${MAIN} create --zstd=${level} x.vma.zst data.bin`,
+    );
+    const native = await sh(`zstd -T1 -${level} -q -c data.bin > /dev/null`);
+    const size = (await Deno.stat(`${dir}/x.vma.zst`)).size;
+    rows.push([
+      `vmabak create --zstd=${level} (whole pipeline)`,
+      "real",
+      rate(c.seconds),
+      ratio(c.seconds, native.seconds),
+      `ratio ${
+        (size / SIZE).toFixed(3)
+      } vs zstd -T1 -${level} of the image, 1 run`,
+    ]);
+    await Deno.remove(`${dir}/x.vma.zst`);
   }
 
   // Decompression, from a file as `vmabak verify x.vma.zst` reads it.
