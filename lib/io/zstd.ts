@@ -5,14 +5,15 @@
  * bytes, leaving other streams as they are.
  *
  * Engine: Deno's built-in `node:zlib` zstd, chosen by measurement
- * (`deno task bench wasm`, 1 GiB of disk-like data): L1 634-843 MB/s and
- * L3 317-541 MB/s against 338-437 / 215-234 MB/s for @bokuweb/zstd-wasm,
- * same ratio; it needs no file at run time (the zstd-wasm npm entry reads a
- * `.wasm` file, which the single-file bundle cannot carry) and it streams,
- * which decompressing a `zstd`-tool archive (one frame, no content size)
- * needs. Two Workers (a blob-URL module, so `deno bundle` keeps it) make
- * `vmabak create --zstd` 1.3-1.4x faster end to end than compressing on
- * the main thread, about as fast as `zstd -T1` on the raw image.
+ * (`deno task bench wasm`, 1 GiB of disk-like data, several runs): L1
+ * 634-871 MB/s and L3 317-589 MB/s in two Workers, against 338-464 and
+ * 215-239 MB/s for @bokuweb/zstd-wasm at the same ratio. It needs no file
+ * at run time (the zstd-wasm npm entry reads a `.wasm` file, which the
+ * single-file bundle cannot carry), and it streams, which decompressing a
+ * `zstd`-tool archive (one frame, no content size) needs. Two Workers (a
+ * blob-URL module, so `deno bundle` keeps it) make `createArchive` with
+ * zstd 1.3-1.4x faster than compressing on the main thread, as fast as
+ * `zstd -T1` of the raw image (L1 780 vs 801 MB/s, L3 532-612 vs 542).
  */
 export {
   ZSTD_CHUNK_SIZE,
