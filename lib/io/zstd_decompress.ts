@@ -85,9 +85,11 @@ async function* chunksOf(
 }
 
 /**
- * Decompresses frame by frame, each regular frame in its own decompressor
- * (Deno's `node:zlib` zstd stream stops at the first frame boundary inside
- * a write and at skippable frames, so frames are split out first).
+ * Decompresses frame by frame, each regular frame in its own decompressor.
+ * Deno 2.9.6's `node:zlib` zstd stream, fed concatenated frames, silently
+ * drops every frame after the first that ends inside one write, stops at a
+ * skippable frame or an empty frame, and ends without error on truncated
+ * input; so `ZstdFrameSplitter` finds the frames and the truncation first.
  */
 async function* inflate(
   source: AsyncGenerator<Uint8Array>,
