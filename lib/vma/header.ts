@@ -150,7 +150,7 @@ export function decodeHeader(bytes: Uint8Array): VmaHeader {
     throw new VmaError("Cannot read VMA header: wrong length");
   }
   const dv = view(bytes);
-  const copy = bytes.slice();
+  const copy = new Uint8Array(bytes); // a copy, even when given a node Buffer
   copy.fill(0, VMA_HEADER.md5sum, VMA_HEADER.md5sum + VMA_MD5_SIZE);
   const expect = md5(copy);
   const got = bytes.subarray(
@@ -206,7 +206,7 @@ export function decodeHeader(bytes: Uint8Array): VmaHeader {
     if (namePtr === 0) continue;
     configs.push({
       name: stringAt(namePtr, `config ${i} name`),
-      data: blobAt(dataPtr, `config ${i} data`).slice(),
+      data: new Uint8Array(blobAt(dataPtr, `config ${i} data`)),
     });
   }
   const devices: VmaDevice[] = [];

@@ -202,7 +202,7 @@ export class VmaReader {
     if (dv.getUint32(VMA_EXTENT.magic) !== VMA_EXTENT_MAGIC) {
       throw new VmaError(`Cannot read ${where}: wrong extent magic`);
     }
-    const copy = head.slice();
+    const copy = new Uint8Array(head); // a copy, even when given a node Buffer
     copy.fill(0, VMA_EXTENT.md5sum, VMA_EXTENT.md5sum + VMA_MD5_SIZE);
     const sum = md5(copy);
     for (let i = 0; i < VMA_MD5_SIZE; i++) {
