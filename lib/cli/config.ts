@@ -1,8 +1,7 @@
+import { readArchiveHeader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
-import { openArchiveInput } from "../io/input.ts";
 import { VmaError } from "../vma/errors.ts";
-import { VmaReader } from "../vma/reader.ts";
 
 const USAGE = "vmabak config ARCHIVE [-c NAME]";
 
@@ -18,11 +17,8 @@ export const configCommand: Command = {
       max: 1,
       usage: USAGE,
     });
-    const reader = await VmaReader.open(
-      await openArchiveInput(positionals[0]!, ctx.stdin),
-    );
-    await reader.close();
-    const configs = reader.header.configs;
+    const header = await readArchiveHeader(positionals[0]!, ctx);
+    const configs = header.configs;
     const wanted = values.config as string | undefined;
     const config = wanted !== undefined
       ? configs.find((c) => c.name === wanted)

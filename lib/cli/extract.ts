@@ -1,7 +1,6 @@
+import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
-import { openArchiveInput } from "../io/input.ts";
-import { VmaReader } from "../vma/reader.ts";
 import { extractArchive } from "../vma/extract.ts";
 
 const USAGE = "vmabak extract ARCHIVE TARGETDIR [-v]";
@@ -19,9 +18,7 @@ export const extractCommand: Command = {
       max: 2,
       usage: USAGE,
     });
-    const reader = await VmaReader.open(
-      await openArchiveInput(positionals[0]!, ctx.stdin),
-    );
+    const reader = await openArchiveReader(positionals[0]!, ctx);
     const result = await extractArchive(reader, positionals[1]!, {
       signal: ctx.signal,
     });

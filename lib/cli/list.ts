@@ -1,8 +1,7 @@
+import { readArchiveHeader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
-import { openArchiveInput } from "../io/input.ts";
 import { formatUuid, VMA_VMSTATE_NAME } from "../vma/format.ts";
-import { VmaReader } from "../vma/reader.ts";
 import type { VmaHeader } from "../vma/header.ts";
 
 const USAGE = "vmabak list ARCHIVE [--json]";
@@ -76,12 +75,9 @@ export const listCommand: Command = {
       max: 1,
       usage: USAGE,
     });
-    const reader = await VmaReader.open(
-      await openArchiveInput(positionals[0]!, ctx.stdin),
-    );
-    await reader.close();
+    const header = await readArchiveHeader(positionals[0]!, ctx);
     if (values.json) {
-      ctx.out.line(JSON.stringify(listJson(reader.header), null, 2));
-    } else for (const line of listLines(reader.header)) ctx.out.line(line);
+      ctx.out.line(JSON.stringify(listJson(header), null, 2));
+    } else for (const line of listLines(header)) ctx.out.line(line);
   },
 };

@@ -1,7 +1,6 @@
+import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
-import { openArchiveInput } from "../io/input.ts";
-import { VmaReader } from "../vma/reader.ts";
 import { extractArchive } from "../vma/extract.ts";
 import { VMA_VMSTATE_NAME } from "../vma/format.ts";
 import { VM_CONFIG_NAME } from "../backup/backup.ts";
@@ -21,9 +20,7 @@ export const restoreCommand: Command = {
       max: 2,
       usage: USAGE,
     });
-    const reader = await VmaReader.open(
-      await openArchiveInput(positionals[0]!, ctx.stdin),
-    );
+    const reader = await openArchiveReader(positionals[0]!, ctx);
     const config = reader.header.configs.find((c) => c.name === VM_CONFIG_NAME);
     let desc: VmDescription | undefined;
     if (config !== undefined) {

@@ -1,7 +1,6 @@
+import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
-import { openArchiveInput } from "../io/input.ts";
-import { VmaReader } from "../vma/reader.ts";
 import { formatUuid } from "../vma/format.ts";
 
 const USAGE = "vmabak verify ARCHIVE [-v]";
@@ -18,9 +17,7 @@ export const verifyCommand: Command = {
       max: 1,
       usage: USAGE,
     });
-    const reader = await VmaReader.open(
-      await openArchiveInput(positionals[0]!, ctx.stdin),
-    );
+    const reader = await openArchiveReader(positionals[0]!, ctx);
     const perDevice = new Map<
       number,
       { clusters: number; zero: number; stored: number }
