@@ -35,7 +35,7 @@ try {
       .then(() => {});
 
   /** QEMU's own copy: blockdev-backup into a local raw file node. */
-  const qemuOwn = async (): Promise<number> => {
+  const qemuOwn = async (sync: boolean): Promise<number> => {
     await vm.monitor.close();
     const qmp = await QmpClient.connect(vm.qmpPath);
     const target = `${vm.dir}/own.raw`;
@@ -59,6 +59,7 @@ try {
     const ev = await qmp.waitEvent((e) =>
       e.event === "BLOCK_JOB_COMPLETED" && e.data.device === "bench-own"
     );
+    if (sync) await new Deno.Command("sync", { args: ["-f", target] }).output();
     const seconds = (performance.now() - start) / 1000;
     if (ev.data.error) {
       throw new Error(`QEMU's own backup failed: ${ev.data.error}`);
@@ -71,24 +72,39 @@ try {
   };
 
   let own = Infinity;
-  for (let i = 0; i < RUNS; i++) own = Math.min(own, await qemuOwn());
+  let ownSync = Infinity;
+  for (let i = 0; i < RUNS; i++) own = Math.min(own, await qemuOwn(false));
+  for (let i = 0; i < RUNS; i++) {
+    ownSync = Math.min(ownSync, await qemuOwn(true));
+  }
   const convert = await best(
     RUNS,
     `qemu-img convert -U -f raw -O raw ${disk.path} conv.raw && rm conv.raw`,
     vm.dir,
     warm,
   );
-  const vmabak = await best(
+  const vmabak = `${Deno.execPath()} run -A ${MAIN} backup --qmp ${vm.qmpPath}`;
+  const toFile = await best(
     RUNS,
-    `rm -f b.vma; ${Deno.execPath()} run -A ${MAIN} backup --qmp ${vm.qmpPath} -o b.vma`,
+    `rm -f b.vma; ${vmabak} -o b.vma`,
     vm.dir,
     warm,
   );
-  const toPipe = await measure(
-    `${Deno.execPath()} run -A ${MAIN} backup --qmp ${vm.qmpPath} -o - | cat > /dev/null`,
+  const toNull = await best(RUNS, `${vmabak} -o - > /dev/null`, vm.dir, warm);
+  const toPipe = await best(
+    RUNS,
+    `${vmabak} -o - | cat > /dev/null`,
     vm.dir,
+    warm,
   );
   const archive = (await Deno.stat(`${vm.dir}/b.vma`)).size;
+  const row = (name: string, seconds: number, rssKiB?: number) => [
+    name,
+    `${seconds.toFixed(2)} s`,
+    mbps(SIZE, seconds),
+    rssKiB === undefined ? "-" : `${(rssKiB / 1024).toFixed(0)} MiB`,
+    `${(seconds / own).toFixed(2)}x`,
+  ];
   console.log(
     `\n== live backup of a ${
       SIZE / 1024 ** 3
@@ -96,34 +112,16 @@ try {
   );
   console.log(table([
     ["method", "time", "rate", "peak RSS", "vs QEMU's own copy"],
-    [
-      "QEMU blockdev-backup -> local raw file",
-      `${own.toFixed(2)} s`,
-      mbps(SIZE, own),
-      "-",
-      "1.00x",
-    ],
-    [
-      "qemu-img convert -O raw",
-      `${convert.seconds.toFixed(2)} s`,
-      mbps(SIZE, convert.seconds),
-      `${(convert.maxRssKiB / 1024).toFixed(0)} MiB`,
-      `${(convert.seconds / own).toFixed(2)}x`,
-    ],
-    [
-      "vmabak backup -o FILE",
-      `${vmabak.seconds.toFixed(2)} s`,
-      mbps(SIZE, vmabak.seconds),
-      `${(vmabak.maxRssKiB / 1024).toFixed(0)} MiB`,
-      `${(vmabak.seconds / own).toFixed(2)}x`,
-    ],
-    [
-      "vmabak backup -o - | cat",
-      `${toPipe.seconds.toFixed(2)} s`,
-      mbps(SIZE, toPipe.seconds),
-      "-",
-      `${(toPipe.seconds / own).toFixed(2)}x`,
-    ],
+    row("QEMU blockdev-backup -> local raw file", own),
+    row("QEMU blockdev-backup -> local raw file, + sync", ownSync),
+    row("qemu-img convert -O raw", convert.seconds, convert.maxRssKiB),
+    row(
+      "vmabak backup -o FILE (fsync at the end)",
+      toFile.seconds,
+      toFile.maxRssKiB,
+    ),
+    row("vmabak backup -o - > /dev/null", toNull.seconds, toNull.maxRssKiB),
+    row("vmabak backup -o - | cat", toPipe.seconds, toPipe.maxRssKiB),
   ]));
   console.log(
     `archive: ${(archive / 1024 ** 2).toFixed(0)} MiB of ${
