@@ -43,8 +43,16 @@ export class ExactReader {
     }
   }
 
-  /** Returns exactly n bytes (a fresh or owned array), or throws. */
-  async readExact(n: number, what?: string): Promise<Uint8Array> {
+  /**
+   * Returns exactly n bytes, or throws. Without `into` the result is a view
+   * of the received data or a fresh array; with `into` (at least n bytes) the
+   * bytes are copied there and `into.subarray(0, n)` is returned.
+   */
+  async readExact(
+    n: number,
+    what?: string,
+    into?: Uint8Array,
+  ): Promise<Uint8Array> {
     if (n === 0) return new Uint8Array(0);
     await this.#fill(n);
     if (this.#buffered < n) {
@@ -56,14 +64,14 @@ export class ExactReader {
     }
     this.position += n;
     const first = this.#chunks[0]!;
-    if (first.length >= n) {
+    if (first.length >= n && into === undefined) {
       const out = first.subarray(0, n);
       if (first.length === n) this.#chunks.shift();
       else this.#chunks[0] = first.subarray(n);
       this.#buffered -= n;
       return out;
     }
-    const out = new Uint8Array(n);
+    const out = into === undefined ? new Uint8Array(n) : into.subarray(0, n);
     let done = 0;
     while (done < n) {
       const chunk = this.#chunks[0]!;

@@ -60,6 +60,8 @@ export interface NbdServerOptions {
 
 /** Requests with a data payload above this close the connection. */
 const MAX_REQUEST_LENGTH = BLOCK_SIZE_MAX;
+/** Write payloads up to this size (QEMU's block-copy sends 1 MiB) use pooled buffers. */
+const POOLED_PAYLOAD = 1024 * 1024;
 
 /**
  * An NBD server on a unix socket (fixed newstyle, simple replies), one or
@@ -328,6 +330,8 @@ export class NbdServer {
       }
     };
 
+    // Write payloads go into reused buffers: memory stays flat however long the copy.
+    const pool: Uint8Array[] = [];
     for (;;) {
       while (inFlight.size >= this.#maxInFlight) await Promise.race(inFlight);
       const header = await input.readRecord(NBD_SIZE.request, "NBD request");
@@ -339,7 +343,10 @@ export class NbdServer {
         if (r.length > MAX_REQUEST_LENGTH) {
           throw new NbdError(`Cannot accept NBD write of ${r.length} bytes`);
         }
-        payload = await input.readExact(r.length, "NBD write payload");
+        const buffer = r.length <= POOLED_PAYLOAD
+          ? pool.pop() ?? new Uint8Array(POOLED_PAYLOAD)
+          : undefined;
+        payload = await input.readExact(r.length, "NBD write payload", buffer);
       } else if (r.type === NBD_CMD.READ && r.length > MAX_REQUEST_LENGTH) {
         await reply(r, NBD_E.OVERFLOW);
         continue;
@@ -353,8 +360,18 @@ export class NbdServer {
       }
       // A flush covers every write answered before it: wait for those first.
       if (r.type === NBD_CMD.FLUSH) await Promise.allSettled([...inFlight]);
+      const pooled = payload !== null && r.length <= POOLED_PAYLOAD
+        ? payload
+        : null;
       const task: Promise<void> = handle(r, payload).catch(() => {}).finally(
-        () => inFlight.delete(task),
+        () => {
+          inFlight.delete(task);
+          if (pooled !== null) {
+            pool.push(
+              new Uint8Array(pooled.buffer, pooled.byteOffset, POOLED_PAYLOAD),
+            );
+          }
+        },
       );
       inFlight.add(task);
     }
