@@ -8,14 +8,7 @@
  */
 import { TestVm } from "../tests/helpers/qemu_vm.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
-import {
-  best,
-  MAIN,
-  mbps,
-  measure,
-  table,
-  writeMixedImage,
-} from "./bench_util.ts";
+import { best, MAIN, mbps, table, writeMixedImage } from "./bench_util.ts";
 
 const SIZE = Number(Deno.env.get("BENCH_BACKUP_BYTES") ?? 2 * 1024 ** 3);
 const RUNS = 3;
