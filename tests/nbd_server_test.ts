@@ -85,6 +85,21 @@ async function makeSource(path: string, size: number) {
   assert.equal(r.code, 0, r.stderr);
 }
 
+/** `qemu-img convert -n` of a raw file into an NBD export (the export's size must match). */
+async function convertInto(src: string, uri: string): Promise<void> {
+  const c = await run("qemu-img", [
+    "convert",
+    "-n",
+    "-f",
+    "raw",
+    "-O",
+    "raw",
+    src,
+    uri,
+  ]);
+  assert.equal(c.code, 0, c.stderr);
+}
+
 Deno.test("makePrivateDir() makes a 0700 directory", async () => {
   const dir = await makePrivateDir("vmabak-priv-");
   try {
@@ -104,17 +119,7 @@ Deno.test({
       [{ name: "drive0", size, handler: exp.handler }],
       async (uri, dir) => {
         await makeSource(`${dir}/src.raw`, size);
-        const c = await run("qemu-img", [
-          "convert",
-          "-n",
-          "-f",
-          "raw",
-          "-O",
-          "raw",
-          `${dir}/src.raw`,
-          uri("drive0"),
-        ]);
-        assert.equal(c.code, 0, c.stderr);
+        await convertInto(`${dir}/src.raw`, uri("drive0"));
         assert.deepEqual(exp.mem, await Deno.readFile(`${dir}/src.raw`));
         assert.ok(
           exp.stats.zeroBytes >= 4_000_000,
@@ -277,17 +282,7 @@ Deno.test({
       [{ name: "drive0", size, handler: assembler }],
       async (uri, dir) => {
         await makeSource(`${dir}/src.raw`, size);
-        const c = await run("qemu-img", [
-          "convert",
-          "-n",
-          "-f",
-          "raw",
-          "-O",
-          "raw",
-          `${dir}/src.raw`,
-          uri("drive0"),
-        ]);
-        assert.equal(c.code, 0, c.stderr);
+        await convertInto(`${dir}/src.raw`, uri("drive0"));
         assert.ok(assembler.isComplete());
         await writer.finish();
         const reader = await VmaReader.open(sink.stream());
