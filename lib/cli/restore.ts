@@ -1,13 +1,13 @@
-import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
+import { openChain } from "./chain.ts";
 import type { Command } from "./types.ts";
-import { extractArchive } from "../vma/extract.ts";
+import { extractChain } from "../chain/extract.ts";
 import { VMA_VMSTATE_NAME } from "../vma/format.ts";
 import { VM_CONFIG_NAME } from "../backup/backup.ts";
 import { resumeScript } from "../backup/command_line.ts";
 import type { VmDescription } from "../backup/inventory.ts";
 
-const USAGE = "vmabak restore ARCHIVE TARGETDIR";
+const USAGE = "vmabak restore ARCHIVE [--base PREV]... TARGETDIR";
 
 export const restoreCommand: Command = {
   name: "restore",
@@ -15,27 +15,40 @@ export const restoreCommand: Command = {
     "extract a VM's disks and state and write resume.sh, the QEMU command line that brings it back",
   usage: USAGE,
   async run(ctx) {
-    const { positionals } = parseCommandArgs(ctx.args, {}, {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      base: { type: "string", multiple: true },
+    }, {
       min: 2,
       max: 2,
       usage: USAGE,
     });
-    const reader = await openArchiveReader(positionals[0]!, ctx);
-    const config = reader.header.configs.find((c) => c.name === VM_CONFIG_NAME);
+    const bases = (values.base as string[] | undefined) ?? [];
+    const chain = await openChain([positionals[0]!, ...bases], ctx, "restore");
+    const reader = chain.readers[0]!;
     let desc: VmDescription | undefined;
-    if (config !== undefined) {
-      try {
-        desc = JSON.parse(new TextDecoder().decode(config.data));
-      } catch {
-        throw new Error(
-          `Cannot restore: ${VM_CONFIG_NAME} in the archive is not valid JSON`,
-        );
+    let withState = false;
+    try {
+      const config = reader.header.configs.find((c) =>
+        c.name === VM_CONFIG_NAME
+      );
+      if (config !== undefined) {
+        try {
+          desc = JSON.parse(new TextDecoder().decode(config.data));
+        } catch {
+          throw new Error(
+            `Cannot restore: ${VM_CONFIG_NAME} in the archive is not valid JSON`,
+          );
+        }
       }
+      withState = reader.header.devices.some((d) =>
+        d.name === VMA_VMSTATE_NAME
+      );
+      await extractChain(chain.readers, chain.links, positionals[1]!, {
+        signal: ctx.signal,
+      });
+    } finally {
+      await chain.close();
     }
-    const withState = reader.header.devices.some((d) =>
-      d.name === VMA_VMSTATE_NAME
-    );
-    await extractArchive(reader, positionals[1]!, { signal: ctx.signal });
     const dir = await Deno.realPath(positionals[1]!);
     if (desc === undefined) {
       ctx.stderr.line(
