@@ -1,4 +1,5 @@
 import { describeFsError } from "../io/input.ts";
+import { writeAll, writeAllSync } from "../io/sink.ts";
 import { VmaError } from "./errors.ts";
 import {
   VMA_BLOCK_SIZE,
@@ -158,14 +159,4 @@ export async function extractArchive(
   } finally {
     target.close();
   }
-}
-
-function writeAllSync(file: Deno.FsFile, bytes: Uint8Array): void {
-  let done = 0;
-  while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
-}
-
-async function writeAll(file: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < bytes.length) done += await file.write(bytes.subarray(done));
 }
