@@ -10,6 +10,7 @@ import { startRestored } from "./helpers/restored_vm.ts";
 import {
   FIXTURE,
   haveTool,
+  oneLine,
   run,
   sh,
   vmabak,
@@ -217,4 +218,22 @@ Deno.test({
       }
     });
   },
+});
+
+Deno.test("restore refuses a hostile qemu-server.conf with one line, before writing anything", async () => {
+  await withTempDir(async (tmp) => {
+    const setup = await sh(
+      `set -e; cd ${tmp}; truncate -s 1M d.raw
+       printf 'scsi0: x\\nnet0: virtio=52:54:00:00:00:01;reboot\\n#qmdump#map:scsi0:drive-scsi0:::\\n' > qemu-server.conf
+       $VMABAK create a.vma -c qemu-server.conf drive-scsi0=d.raw`,
+    );
+    assert.equal(setup.code, 0, setup.stderr);
+    const r = await vmabak(["restore", `${tmp}/a.vma`, `${tmp}/out`]);
+    assert.equal(r.code, 1);
+    assert.equal(
+      oneLine(r.stderr),
+      "vmabak restore: Cannot use qemu-server.conf: net0 (line 2) has an invalid or multicast MAC",
+    );
+    await assert.rejects(Deno.stat(`${tmp}/out`));
+  });
 });

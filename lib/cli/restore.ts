@@ -1,7 +1,7 @@
-import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
+import { openChain } from "./chain.ts";
 import type { Command } from "./types.ts";
-import { extractArchive } from "../vma/extract.ts";
+import { extractChain } from "../chain/extract.ts";
 import { VMA_VMSTATE_NAME } from "../vma/format.ts";
 import { VM_CONFIG_NAME } from "../backup/backup.ts";
 import { resumeScript } from "../backup/command_line.ts";
@@ -12,7 +12,7 @@ import { planVm, type VmPlan } from "../proxmox/plan.ts";
 import { findOvmf, proxmoxScript, qemuValue } from "../proxmox/qemu_args.ts";
 import { resolve } from "node:path";
 
-const USAGE = "vmabak restore ARCHIVE TARGETDIR";
+const USAGE = "vmabak restore ARCHIVE [--base PREV]... TARGETDIR";
 
 export const restoreCommand: Command = {
   name: "restore",
@@ -20,18 +20,24 @@ export const restoreCommand: Command = {
     "extract a VM's disks and state and write resume.sh, the QEMU command line that brings it back",
   usage: USAGE,
   async run(ctx) {
-    const { positionals } = parseCommandArgs(ctx.args, {}, {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      base: { type: "string", multiple: true },
+    }, {
       min: 2,
       max: 2,
       usage: USAGE,
     });
-    const reader = await openArchiveReader(positionals[0]!, ctx);
-    const { configs, devices } = reader.header;
-    const config = configs.find((c) => c.name === VM_CONFIG_NAME);
-    const pveConfig = configs.find((c) => c.name === PVE_CONFIG_NAME);
+    const bases = (values.base as string[] | undefined) ?? [];
+    const chain = await openChain([positionals[0]!, ...bases], ctx, "restore");
+    const reader = chain.readers[0]!;
     let desc: VmDescription | undefined;
     let plan: VmPlan | undefined;
+    let withState = false;
     try {
+      const { configs, devices } = reader.header;
+      const config = configs.find((c) => c.name === VM_CONFIG_NAME);
+      const pveConfig = configs.find((c) => c.name === PVE_CONFIG_NAME);
+      withState = devices.some((d) => d.name === VMA_VMSTATE_NAME);
       if (config !== undefined) {
         try {
           desc = JSON.parse(new TextDecoder().decode(config.data));
@@ -46,17 +52,17 @@ export const restoreCommand: Command = {
           devices: devices.filter((d) => d.name !== VMA_VMSTATE_NAME),
           configs: configs.map((c) => c.name),
         });
-        if (devices.some((d) => d.name === VMA_VMSTATE_NAME)) {
+        if (withState) {
           plan.unmapped.push("vmstate: RAM state not loaded (cold boot)");
         }
         qemuValue(resolve(positionals[1]!), "the target directory");
       }
-    } catch (error) {
-      await reader.close();
-      throw error;
+      await extractChain(chain.readers, chain.links, positionals[1]!, {
+        signal: ctx.signal,
+      });
+    } finally {
+      await chain.close();
     }
-    const withState = devices.some((d) => d.name === VMA_VMSTATE_NAME);
-    await extractArchive(reader, positionals[1]!, { signal: ctx.signal });
     const dir = await Deno.realPath(positionals[1]!);
     let script: string;
     if (desc !== undefined) {
