@@ -180,3 +180,129 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a failed incremental (SIGTERM, and SIGKILL then cleanup) loses no change: the next one carries all since the last good archive",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 24 * MiB }, {
+        format: "qcow2",
+        size: 8 * MiB,
+      }],
+    });
+    const names = ["drive0", "drive1"];
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      const u0 = (await info(a("full.vma"))).uuid;
+
+      // SIGTERM while the incremental trickles out at 1 MB/s.
+      await vm.guestWrite(0, 0x51, 0, 8 * MiB); // clusters 0..127
+      const term = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--since", a("full.vma")],
+        1_000_000,
+        "-",
+      );
+      await new Promise((r) => setTimeout(r, 2500));
+      term.child.kill("SIGTERM");
+      const t = await term.done;
+      assert.equal(t.code, 1, t.stderr);
+      assert.deepEqual(await bitmaps(vm), tracking(vm, u0));
+      await vm.guestWrite(1, 0x52, MiB, 64 * KiB); // cluster 16
+      const truth1 = await vm.snapshotDisks("1");
+      await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      assert.deepEqual(await changed(a("inc1.vma")), [128, 1]);
+      await assertChainEquals([a("full.vma"), a("inc1.vma")], truth1, names);
+      const u1 = (await info(a("inc1.vma"))).uuid;
+
+      // SIGKILL: the run's frozen and new bitmaps stay until a cleanup.
+      await vm.guestWrite(0, 0x53, 16 * MiB, 8 * MiB); // clusters 256..383
+      const kill = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--since", a("inc1.vma")],
+        1_000_000,
+        "-",
+      );
+      await new Promise((r) => setTimeout(r, 2500));
+      kill.child.kill("SIGKILL");
+      await kill.done;
+      assert.ok((await bitmaps(vm)).length > 2, "the killed run left bitmaps");
+      const c = await vmabak(["cleanup", "--qmp", vm.qmpPath]);
+      assert.equal(c.code, 0, c.stderr);
+      assert.deepEqual(await bitmaps(vm), tracking(vm, u1));
+      await vm.guestWrite(1, 0x54, 2 * MiB, 4096); // cluster 32
+      const truth2 = await vm.snapshotDisks("2");
+      await mustBackup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
+      assert.deepEqual(await changed(a("inc2.vma")), [128, 1]);
+      await assertChainEquals(
+        [a("full.vma"), a("inc1.vma"), a("inc2.vma")],
+        truth2,
+        names,
+      );
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "QEMU restarted cleanly: a qcow2 disk's persistent bitmap carries on; a raw disk's is gone, refused unless --or-full",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "qcow2", size: 8 * MiB, fill: ["write -P 1 0 1M"] }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      await vm.guestWrite(0, 0x61, 3 * MiB, 64 * KiB);
+      await vm.restart();
+      await vm.guestWrite(0, 0x62, 5 * MiB, 64 * KiB);
+      const truth = await vm.snapshotDisks("1");
+      await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      assert.deepEqual(await changed(a("inc1.vma")), [2]);
+      await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
+        "drive0",
+      ]);
+    } finally {
+      await vm.destroy();
+    }
+
+    const raw = await TestVm.start({
+      disks: [{ format: "raw", size: 8 * MiB, fill: ["write -P 2 0 1M"] }],
+    });
+    try {
+      const a = (n: string) => `${raw.dir}/${n}`;
+      await mustBackup(raw, a("full.vma"));
+      await raw.guestWrite(0, 0x71, 3 * MiB, 64 * KiB);
+      await raw.restart();
+      const r = await backup(raw, a("inc1.vma"), "--since", a("full.vma"));
+      assert.equal(r.code, 1);
+      assert.match(
+        oneLine(r.stderr),
+        /Cannot back up incrementally since .*full\.vma: disk drive0 has no bitmap vmabak-.*take a full backup.*--or-full/,
+      );
+      assert.ok(
+        ![...Deno.readDirSync(raw.dir)].some((e) => e.name.startsWith("inc1")),
+      );
+      const truth = await raw.snapshotDisks("1");
+      const f = await mustBackup(
+        raw,
+        a("inc1.vma"),
+        "--since",
+        a("full.vma"),
+        "--or-full",
+      );
+      assert.match(f.stderr, /full backup instead/);
+      assert.equal((await info(a("inc1.vma"))).incremental, null);
+      await assertArchiveEquals(a("inc1.vma"), truth, ["drive0"]);
+      const u = (await info(a("inc1.vma"))).uuid;
+      assert.deepEqual(await bitmaps(raw), tracking(raw, u));
+    } finally {
+      await raw.destroy();
+    }
+  },
+});
