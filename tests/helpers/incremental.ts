@@ -6,8 +6,9 @@
 import { ClusterSet } from "../../lib/chain/cluster_set.ts";
 import {
   DESCRIPTION_CONFIG,
-  makeIncrementalRecord,
+  makeIncremental,
   readDescription,
+  RUNS_CONFIG_PREFIX,
 } from "../../lib/chain/incremental.ts";
 import { openArchiveInput } from "../../lib/io/input.ts";
 import { openArchiveOutput } from "../../lib/io/output.ts";
@@ -47,7 +48,8 @@ export async function writeIncremental(
     sets.set(d.name, set);
   }
   const description = readDescription(base) ?? {};
-  description.incremental = makeIncrementalRecord(base, sets);
+  const inc = makeIncremental(base, sets);
+  description.incremental = inc.record;
   const output = await openArchiveOutput(path, {
     write: () => Promise.reject(new Error("no stdout")),
   });
@@ -57,8 +59,13 @@ export async function writeIncremental(
     new TextEncoder().encode(JSON.stringify(description)),
   );
   for (const c of base.configs) {
-    if (c.name !== DESCRIPTION_CONFIG) writer.addConfig(c.name, c.data);
+    if (
+      c.name !== DESCRIPTION_CONFIG && !c.name.startsWith(RUNS_CONFIG_PREFIX)
+    ) {
+      writer.addConfig(c.name, c.data);
+    }
   }
+  for (const c of inc.configs) writer.addConfig(c.name, c.data);
   const ids = new Map(
     disks.map((d) => [d.name, writer.addDevice(d.name, d.size)]),
   );
