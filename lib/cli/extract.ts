@@ -2,6 +2,7 @@ import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { extractArchive } from "../vma/extract.ts";
+import { printable } from "../text/escape.ts";
 
 const USAGE = "vmabak extract ARCHIVE TARGETDIR [-v]";
 
@@ -24,7 +25,7 @@ export const extractCommand: Command = {
     });
     if (values.verbose) {
       for (const f of result.files) {
-        ctx.stderr.line(`extracted ${positionals[1]}/${f}`);
+        ctx.stderr.line(`extracted ${printable(`${positionals[1]}/${f}`)}`);
       }
     }
   },

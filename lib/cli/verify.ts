@@ -2,6 +2,7 @@ import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { formatUuid } from "../vma/format.ts";
+import { printable } from "../text/escape.ts";
 
 const USAGE = "vmabak verify ARCHIVE [-v]";
 
@@ -46,7 +47,9 @@ export const verifyCommand: Command = {
       for (const d of reader.header.devices) {
         const s = perDevice.get(d.id)!;
         ctx.stderr.line(
-          `device ${d.id} ${d.name}: ${d.size} bytes, ${s.clusters} clusters (${s.zero} all zero), ${s.stored} bytes stored`,
+          `device ${d.id} ${
+            printable(d.name)
+          }: ${d.exactSize} bytes, ${s.clusters} clusters (${s.zero} all zero), ${s.stored} bytes stored`,
         );
       }
       ctx.stderr.line("verify: archive is valid and complete");

@@ -28,6 +28,12 @@ export interface VmaDevice {
   size: number;
 }
 
+/** A device as read from an archive: `exactSize` holds the u64 exactly. */
+export interface VmaDeviceRecord extends VmaDevice {
+  /** The recorded size, exact even past 2^53 (`size` is then rounded). */
+  exactSize: bigint;
+}
+
 export interface VmaHeader {
   uuid: Uint8Array;
   /** Seconds since the epoch. */
@@ -143,8 +149,13 @@ export function decodeHeaderSize(first: Uint8Array): number {
   return headerSize;
 }
 
+/** A header as read from an archive. */
+export interface DecodedVmaHeader extends VmaHeader {
+  devices: VmaDeviceRecord[];
+}
+
 /** Parses and checks a whole header (the bytes are not modified). */
-export function decodeHeader(bytes: Uint8Array): VmaHeader {
+export function decodeHeader(bytes: Uint8Array): DecodedVmaHeader {
   const headerSize = decodeHeaderSize(bytes);
   if (bytes.length !== headerSize) {
     throw new VmaError("Cannot read VMA header: wrong length");
@@ -209,13 +220,18 @@ export function decodeHeader(bytes: Uint8Array): VmaHeader {
       data: new Uint8Array(blobAt(dataPtr, `config ${i} data`)),
     });
   }
-  const devices: VmaDevice[] = [];
+  const devices: VmaDeviceRecord[] = [];
   for (let id = 1; id < VMA_MAX_DEVICES; id++) {
     const base = VMA_HEADER.devInfo + id * VMA_DEV_INFO.entrySize;
     const namePtr = dv.getUint32(base + VMA_DEV_INFO.devnamePtr);
-    const size = Number(dv.getBigUint64(base + VMA_DEV_INFO.size));
-    if (namePtr === 0 || size === 0) continue;
-    devices.push({ id, name: stringAt(namePtr, `device ${id} name`), size });
+    const exactSize = dv.getBigUint64(base + VMA_DEV_INFO.size);
+    if (namePtr === 0 || exactSize === 0n) continue;
+    devices.push({
+      id,
+      name: stringAt(namePtr, `device ${id} name`),
+      size: Number(exactSize),
+      exactSize,
+    });
   }
   return {
     uuid: bytes.slice(VMA_HEADER.uuid, VMA_HEADER.uuid + VMA_UUID_SIZE),

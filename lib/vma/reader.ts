@@ -11,16 +11,19 @@ import {
   VMA_EXTENT_HEADER_SIZE,
   VMA_EXTENT_MAGIC,
   VMA_HEADER,
+  VMA_MAX_DEVICE_SIZE,
   VMA_MD5_SIZE,
   VMA_UUID_SIZE,
 } from "./format.ts";
+import { ClusterSet } from "./cluster_set.ts";
+import { printable } from "../text/escape.ts";
 import {
+  type DecodedVmaHeader,
   decodeHeader,
   decodeHeaderSize,
   isVmstate,
   md5,
   type VmaDevice,
-  type VmaHeader,
 } from "./header.ts";
 
 export interface VmaClusterEvent {
@@ -46,22 +49,30 @@ export interface MissingCluster {
  * naming the extent, device and cluster.
  */
 export class VmaReader {
-  readonly header: VmaHeader;
+  readonly header: DecodedVmaHeader;
   #input: ExactReader;
-  #seen = new Map<number, Uint8Array>();
+  #seen = new Map<number, ClusterSet>();
   #nextVmstate = new Map<number, number>();
   #cluster = new Uint8Array(VMA_CLUSTER_SIZE);
   #ended = false;
 
-  private constructor(input: ExactReader, header: VmaHeader) {
+  private constructor(input: ExactReader, header: DecodedVmaHeader) {
     this.#input = input;
     this.header = header;
-    for (const dev of header.devices) {
+  }
+
+  /** Devices whose data cannot be read (listing their header is fine). */
+  #checkSizes(): void {
+    for (const dev of this.header.devices) {
+      if (dev.exactSize > BigInt(VMA_MAX_DEVICE_SIZE)) {
+        throw new VmaError(
+          `Cannot read device ${dev.id} ${
+            printable(dev.name, 80)
+          }: its recorded size, ${dev.exactSize} bytes, is more than a VMA archive can hold (${VMA_MAX_DEVICE_SIZE} bytes)`,
+        );
+      }
       if (isVmstate(dev)) this.#nextVmstate.set(dev.id, 0);
-      else {this.#seen.set(
-          dev.id,
-          new Uint8Array(Math.ceil(clusterCount(dev.size) / 8)),
-        );}
+      else this.#seen.set(dev.id, new ClusterSet(clusterCount(dev.size)));
     }
   }
 
@@ -100,6 +111,12 @@ export class VmaReader {
   async *clusters(): AsyncGenerator<VmaClusterEvent> {
     if (this.#ended) throw new VmaError("Cannot read clusters: already read");
     this.#ended = true;
+    try {
+      this.#checkSizes();
+    } catch (error) {
+      await this.#input.cancel();
+      throw error;
+    }
     const devices = new Map(this.header.devices.map((d) => [d.id, d]));
     try {
       for (let extent = 0;; extent++) {
@@ -172,13 +189,8 @@ export class VmaReader {
     for (const dev of this.header.devices) {
       const seen = this.#seen.get(dev.id);
       if (seen === undefined) continue;
-      const n = clusterCount(dev.size);
-      for (let c = 0; c < n; c++) {
-        if (!(seen[c >>> 3]! & (1 << (c & 7)))) {
-          missing.push({ device: dev, cluster: c });
-          break;
-        }
-      }
+      const c = seen.firstMissing();
+      if (c >= 0) missing.push({ device: dev, cluster: c });
     }
     return missing;
   }
@@ -188,7 +200,9 @@ export class VmaReader {
     const first = this.missingClusters()[0];
     if (first !== undefined) {
       throw new VmaError(
-        `Cannot verify archive: detected missing cluster ${first.cluster} for stream ${first.device.name}`,
+        `Cannot verify archive: detected missing cluster ${first.cluster} for stream ${
+          printable(first.device.name, 80)
+        }`,
       );
     }
   }
@@ -242,20 +256,26 @@ export class VmaReader {
             `Cannot read ${at}: found out of order vmstate data`,
           );
         }
+        if (next * VMA_CLUSTER_SIZE >= device.size) {
+          throw new VmaError(
+            `Cannot read ${at}: vmstate data beyond its recorded size (${device.size} bytes)`,
+          );
+        }
         this.#nextVmstate.set(device.id, next + 1);
       } else {
         const seen = this.#seen.get(device.id)!;
-        if (info.cluster >= clusterCount(device.size)) {
+        const name = () => printable(device.name, 80);
+        if (info.cluster >= seen.count) {
           throw new VmaError(
-            `Cannot read ${at}: cluster beyond the end of ${device.name} (${device.size} bytes)`,
+            `Cannot read ${at}: cluster beyond the end of ${name()} (${device.size} bytes)`,
           );
         }
-        if (seen[info.cluster >>> 3]! & (1 << (info.cluster & 7))) {
+        if (seen.has(info.cluster)) {
           throw new VmaError(
-            `Cannot read ${at}: found duplicated cluster ${info.cluster} for stream ${device.name}`,
+            `Cannot read ${at}: found duplicated cluster ${info.cluster} for stream ${name()}`,
           );
         }
-        seen[info.cluster >>> 3]! |= 1 << (info.cluster & 7);
+        seen.add(info.cluster);
         const end = Math.floor(device.size / 512) * 512;
         for (let j = 0; j < 16; j++) {
           if (
@@ -263,7 +283,7 @@ export class VmaReader {
             info.cluster * VMA_CLUSTER_SIZE + j * VMA_BLOCK_SIZE >= end
           ) {
             throw new VmaError(
-              `Cannot read ${at}: got wrong block address - write beyond end of ${device.name}`,
+              `Cannot read ${at}: got wrong block address - write beyond end of ${name()}`,
             );
           }
         }
