@@ -9,7 +9,7 @@ import { COMMANDS } from "./lib/cli/commands.ts";
 import type { CommandContext, TextSink } from "./lib/cli/types.ts";
 import { CancelledError, UsageError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
-import { printable } from "./lib/text/escape.ts";
+import { oneLine as escapeControls } from "./lib/text/escape.ts";
 
 const encoder = new TextEncoder();
 
@@ -119,7 +119,7 @@ function oneLine(err: Error): string {
   }
   // Names from archives are escaped where they are put in messages; escaping
   // the whole message again keeps any that slipped through on one line.
-  return printable(err.message.trimEnd()) || err.name;
+  return escapeControls(err.message.trimEnd()) || err.name;
 }
 
 if (import.meta.main) {

@@ -30,13 +30,35 @@ export class FileError extends Error {
   }
 }
 
+const OS_ERRORS: Record<number, string> = {
+  1: "EPERM",
+  5: "EIO",
+  13: "EACCES",
+  17: "EEXIST",
+  20: "ENOTDIR",
+  27: "EFBIG",
+  28: "ENOSPC",
+  30: "EROFS",
+  36: "ENAMETOOLONG",
+  40: "ELOOP",
+  122: "EDQUOT",
+};
+
+/** The errno name of a file system error ("ENOSPC"), from its code or its "(os error N)". */
+export function errorCode(error: unknown): string | undefined {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code === "string") return code;
+  const m = /\(os error (\d+)\)/.exec(String((error as Error)?.message));
+  return m ? OS_ERRORS[Number(m[1])] : undefined;
+}
+
 /** The short reason of a file system error, in words, without Deno's call details. */
 export function fsReason(error: unknown): string {
   if (error instanceof Deno.errors.NotFound) return "no such file or directory";
   if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
   if (error instanceof Deno.errors.AlreadyExists) return "it already exists";
   if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
-  const code = (error as { code?: unknown })?.code;
+  const code = errorCode(error);
   const words: Record<string, string> = {
     ENOSPC: "no space left on the device",
     EDQUOT: "disk quota exceeded",
@@ -154,6 +176,8 @@ export function fitsFileName(name: string): boolean {
 /** A file written under a temporary name, published by `commit()`. */
 export interface PartialFile {
   readonly file: Deno.FsFile;
+  /** What the file is, for messages. */
+  readonly what: string;
   /** The final name. */
   readonly path: string;
   /** The temporary name, `PATH.<random>.partial`. */
@@ -218,6 +242,7 @@ export async function createPartial(
   const remove = () => Deno.remove(partialPath).catch(() => {});
   return {
     file,
+    what,
     path,
     partialPath,
     async commit() {
@@ -258,7 +283,7 @@ async function publish(from: string, to: string): Promise<void> {
   try {
     await Deno.link(from, to);
   } catch (error) {
-    const code = (error as { code?: string }).code;
+    const code = errorCode(error);
     // File systems without hard links: check, then rename (a small race).
     if (code !== "EPERM" && code !== "ENOTSUP" && code !== "EOPNOTSUPP") {
       throw error;

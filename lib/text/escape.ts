@@ -30,17 +30,31 @@ const UNPRINTABLE =
  */
 export function printable(text: string, max = Infinity): string {
   const cut = text.length > max ? text.slice(0, max) : text;
-  const escaped = cut.replace(UNPRINTABLE, (c) => {
-    if (c === "\\") return "\\\\";
-    if (c === "\n") return "\\n";
-    if (c === "\r") return "\\r";
-    if (c === "\t") return "\\t";
-    const code = c.codePointAt(0)!;
-    return code <= 0xff
-      ? `\\x${code.toString(16).padStart(2, "0")}`
-      : `\\u{${code.toString(16)}}`;
-  });
+  const escaped = cut.replace(UNPRINTABLE, escapeOne);
   return cut.length < text.length ? `${escaped}...` : escaped;
+}
+
+const CONTROLS =
+  // deno-lint-ignore no-control-regex
+  /[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+
+/**
+ * `printable` for whole messages that may already hold escaped names: control
+ * characters are escaped, backslashes left alone (the last guard in main.ts).
+ */
+export function oneLine(text: string): string {
+  return text.replace(CONTROLS, escapeOne);
+}
+
+function escapeOne(c: string): string {
+  if (c === "\\") return "\\\\";
+  if (c === "\n") return "\\n";
+  if (c === "\r") return "\\r";
+  if (c === "\t") return "\\t";
+  const code = c.codePointAt(0)!;
+  return code <= 0xff
+    ? `\\x${code.toString(16).padStart(2, "0")}`
+    : `\\u{${code.toString(16)}}`;
 }
 
 /**

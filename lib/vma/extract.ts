@@ -1,5 +1,6 @@
 import {
   createExclusive,
+  errorCode,
   FileError,
   fileError,
   makePrivateDir,
@@ -36,6 +37,7 @@ export function deviceFileName(name: string): string {
  */
 export function planExtract(reader: VmaReader): string[] {
   const h = reader.header;
+  reader.checkReadable();
   for (const c of h.configs) {
     checkFileNameLength(checkSafeName(c.name, "config"), "config");
   }
@@ -147,7 +149,7 @@ async function sizeFile(
     await file.truncate(size);
   } catch (error) {
     const e = fileError("create", "disk image", path, error);
-    if ((error as { code?: string }).code === "EFBIG") {
+    if (errorCode(error) === "EFBIG") {
       throw new FileError(
         "create",
         "disk image",

@@ -61,8 +61,12 @@ export class VmaReader {
     this.header = header;
   }
 
-  /** Devices whose data cannot be read (listing their header is fine). */
-  #checkSizes(): void {
+  /**
+   * Throws for a device whose data cannot be read (a size past what a VMA
+   * archive can address); listing the header needs no such check.
+   */
+  checkReadable(): void {
+    if (this.#seen.size + this.#nextVmstate.size > 0) return;
     for (const dev of this.header.devices) {
       if (dev.exactSize > BigInt(VMA_MAX_DEVICE_SIZE)) {
         throw new VmaError(
@@ -112,7 +116,7 @@ export class VmaReader {
     if (this.#ended) throw new VmaError("Cannot read clusters: already read");
     this.#ended = true;
     try {
-      this.#checkSizes();
+      this.checkReadable();
     } catch (error) {
       await this.#input.cancel();
       throw error;
