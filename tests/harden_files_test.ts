@@ -110,7 +110,7 @@ Deno.test("restore: a vmabak.json that is null, or not an object, is refused in 
       assert.equal(r.code, 1);
       assert.match(
         oneLine(r.stderr),
-        /^vmabak restore: Cannot use the VM description: (vmabak\.json is not an object|disks is not a list)$/,
+        /^vmabak restore: Cannot use .*(vmabak\.json:? (is )?not an object|disks is not a list)$/,
       );
       await assert.rejects(Deno.lstat(`${dir}/out`));
     }

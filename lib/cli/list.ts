@@ -2,8 +2,9 @@ import { readArchiveHeader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { formatUuid, VMA_VMSTATE_NAME } from "../vma/format.ts";
-import type { DecodedVmaHeader } from "../vma/header.ts";
+import type { DecodedVmaHeader, VmaHeader } from "../vma/header.ts";
 import { printable } from "../text/escape.ts";
+import { type IncrementalInfo, readIncremental } from "../chain/incremental.ts";
 
 const USAGE = "vmabak list ARCHIVE [--json]";
 
@@ -71,7 +72,33 @@ export function listJson(h: DecodedVmaHeader): string {
   );
 }
 
+/** What `list` adds for an incremental archive, after Proxmox's lines. */
+export function incrementalLines(h: VmaHeader, inc: IncrementalInfo): string[] {
+  const r = inc.record;
+  const lines = [
+    `INCREMENTAL: ${r.index} of full ${r.full} base ${r.base} uuid ${
+      formatUuid(h.uuid)
+    }`,
+  ];
+  for (const d of h.devices) {
+    const set = inc.sets.get(d.id);
+    if (set === undefined) continue;
+    lines.push(
+      `CHANGED: dev_id=${d.id} clusters: ${set.count} of ${set.size} devname: ${
+        printable(d.name)
+      }`,
+    );
+  }
+  lines.push(
+    "NOTE: an incremental archive: Proxmox's vma cannot restore it; " +
+      "'vmabak merge FULL INC... -o OUT.vma' makes a full archive it accepts, " +
+      "'vmabak extract THIS --base PREV... DIR' restores the chain",
+  );
+  return lines;
+}
+
 function listObject(h: DecodedVmaHeader): unknown {
+  const inc = readIncremental(h);
   return {
     uuid: formatUuid(h.uuid),
     ctime: h.ctime,
@@ -81,7 +108,15 @@ function listObject(h: DecodedVmaHeader): unknown {
       name: d.name,
       size: d.exactSize,
       vmstate: d.name === VMA_VMSTATE_NAME,
+      ...(inc?.sets.has(d.id)
+        ? { changedClusters: inc.sets.get(d.id)!.count }
+        : {}),
     })),
+    incremental: inc === null ? null : {
+      index: inc.record.index,
+      base: inc.record.base,
+      full: inc.record.full,
+    },
   };
 }
 
@@ -100,6 +135,12 @@ export const listCommand: Command = {
     const header = await readArchiveHeader(positionals[0]!, ctx);
     if (values.json) {
       ctx.out.line(listJson(header));
-    } else for (const line of listLines(header)) ctx.out.line(line);
+    } else {
+      for (const line of listLines(header)) ctx.out.line(line);
+      const inc = readIncremental(header);
+      if (inc !== null) {
+        for (const line of incrementalLines(header, inc)) ctx.out.line(line);
+      }
+    }
   },
 };

@@ -1,17 +1,17 @@
-import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
+import { openChain } from "./chain.ts";
 import type { Command } from "./types.ts";
-import { extractArchive, planExtract } from "../vma/extract.ts";
+import { extractChain } from "../chain/extract.ts";
 import { VMA_VMSTATE_NAME } from "../vma/format.ts";
+import { planExtract } from "../vma/extract.ts";
 import { VM_CONFIG_NAME } from "../backup/backup.ts";
 import { resumeScript } from "../backup/command_line.ts";
 import { parseVmDescription } from "../backup/description.ts";
-import type { VmDescription } from "../backup/inventory.ts";
 import { writeFileExclusive } from "../io/safe_file.ts";
 import { printable, qemuOptValue } from "../text/escape.ts";
 import { resolve } from "node:path";
 
-const USAGE = "vmabak restore ARCHIVE TARGETDIR";
+const USAGE = "vmabak restore ARCHIVE [--base PREV]... TARGETDIR";
 
 export const restoreCommand: Command = {
   name: "restore",
@@ -19,31 +19,32 @@ export const restoreCommand: Command = {
     "extract a VM's disks and state and write resume.sh, the QEMU command line that brings it back",
   usage: USAGE,
   async run(ctx) {
-    const { positionals } = parseCommandArgs(ctx.args, {}, {
+    const { values, positionals } = parseCommandArgs(ctx.args, {
+      base: { type: "string", multiple: true },
+    }, {
       min: 2,
       max: 2,
       usage: USAGE,
     });
     const target = positionals[1]!;
-    const reader = await openArchiveReader(positionals[0]!, ctx);
-    // Everything is checked before anything is written.
-    let desc: VmDescription | undefined;
-    let script = "";
+    const dir = resolve(target);
+    const bases = (values.base as string[] | undefined) ?? [];
+    const chain = await openChain([positionals[0]!, ...bases], ctx, "restore");
+    const header = chain.readers[0]!.header;
+    let script: string | undefined;
     try {
-      planExtract(reader);
-      const config = reader.header.configs.find((c) =>
-        c.name === VM_CONFIG_NAME
-      );
-      const dir = resolve(target);
+      // Everything is checked before anything is written.
+      planExtract(header);
+      const config = header.configs.find((c) => c.name === VM_CONFIG_NAME);
       if (config !== undefined) {
         qemuOptValue(dir, "target directory");
-        if (reader.header.configs.some((c) => c.name === "resume.sh")) {
+        if (header.configs.some((c) => c.name === "resume.sh")) {
           throw new Error(
             "Cannot restore: the archive holds a config named resume.sh, the file restore writes",
           );
         }
-        desc = parseVmDescription(config.data);
-        const devices = new Set(reader.header.devices.map((d) => d.name));
+        const desc = parseVmDescription(config.data);
+        const devices = new Set(header.devices.map((d) => d.name));
         for (const d of desc.disks) {
           if (!devices.has(d.name)) {
             throw new Error(
@@ -53,18 +54,18 @@ export const restoreCommand: Command = {
             );
           }
         }
-        const withState = reader.header.devices.some((d) =>
+        const withState = header.devices.some((d) =>
           d.name === VMA_VMSTATE_NAME
         );
         script = resumeScript(desc, dir, withState);
       }
-    } catch (error) {
-      await reader.close();
-      throw error;
+      await extractChain(chain.readers, chain.links, target, {
+        signal: ctx.signal,
+      });
+    } finally {
+      await chain.close();
     }
-    await extractArchive(reader, target, { signal: ctx.signal });
-    const dir = resolve(target);
-    if (desc === undefined) {
+    if (script === undefined) {
       ctx.stderr.line(
         `restore: extracted into ${
           printable(dir)

@@ -1,4 +1,4 @@
-import type { ByteSink } from "../cli/types.ts";
+import type { ByteSink } from "./sink.ts";
 import { createPartial, writeAllTo } from "./safe_file.ts";
 import { zstdSink } from "./zstd.ts";
 

@@ -14,6 +14,7 @@ import {
   VMA_CLUSTER_SIZE,
   VMA_VMSTATE_NAME,
 } from "./format.ts";
+import { checkDeviceSizes, type VmaDevice, type VmaHeader } from "./header.ts";
 import { checkFileNameLength, checkSafeName } from "./names.ts";
 import type { VmaReader } from "./reader.ts";
 
@@ -30,21 +31,29 @@ export function deviceFileName(name: string): string {
     : `disk-${checkSafeName(name, "device")}.raw`;
 }
 
+/** One cluster to put into an extracted file (a reader event, or one replayed from a chain). */
+export interface ExtractCluster {
+  device: VmaDevice;
+  cluster: number;
+  mask: number;
+  data: Uint8Array;
+}
+
 /**
- * Checks, before anything is written, that every entry of the archive can
- * become a file in a target directory: safe names, short enough for the
- * file system, no two alike. Returns the device file names in device order.
+ * Checks, before anything is written, that every entry of an archive can
+ * become a file in a target directory: safe names, short enough for file
+ * systems, no two alike, sizes an archive can address. Returns the device
+ * file names in device order.
  */
-export function planExtract(reader: VmaReader): string[] {
-  const h = reader.header;
-  reader.checkReadable();
-  for (const c of h.configs) {
+export function planExtract(header: VmaHeader): string[] {
+  checkDeviceSizes(header);
+  for (const c of header.configs) {
     checkFileNameLength(checkSafeName(c.name, "config"), "config");
   }
-  const names = h.devices.map((d) =>
+  const names = header.devices.map((d) =>
     checkFileNameLength(deviceFileName(d.name), "device")
   );
-  const all = [...h.configs.map((c) => c.name), ...names];
+  const all = [...header.configs.map((c) => c.name), ...names];
   if (new Set(all).size !== all.length) {
     throw new VmaError(
       "Cannot extract archive: two entries have the same file name",
@@ -54,88 +63,123 @@ export function planExtract(reader: VmaReader): string[] {
 }
 
 /**
- * Writes every device of an archive into `dir`, a new directory made 0700:
- * disks as sparse raw files (zero blocks stay holes), the vmstate stream as
+ * The files of an extraction into a new directory, made 0700: disks as
+ * sparse raw files (zero blocks stay holes), the vmstate stream as
  * `vmstate.bin` (every byte, in order), configs under their names, all
- * created exclusively with mode 0600. Names are checked first, so nothing
- * is written outside `dir`; every disk file is sized before any data is
- * written, so a size the file system cannot hold fails at once (and the
- * new directory is removed). Fails, after writing what it could, when the
- * archive breaks a rule or misses clusters.
+ * created exclusively with mode 0600 (`safe_file.ts`). Names are checked
+ * before the directory is made, so nothing is written outside it; every
+ * disk file is sized before any data is written, so a size the file system
+ * cannot hold fails at once, and the new directory is removed.
+ */
+export class ExtractTarget {
+  readonly files: string[];
+  clusters = 0;
+  storedBytes = 0;
+  #open = new Map<
+    number,
+    { file: Deno.FsFile; where: { what: string; path: string } }
+  >();
+
+  private constructor(files: string[]) {
+    this.files = files;
+  }
+
+  /** Checks the names, makes `dir` (which must not exist), writes the configs, opens and sizes the files. */
+  static async create(header: VmaHeader, dir: string): Promise<ExtractTarget> {
+    const names = planExtract(header);
+    await makePrivateDir(dir, "target directory");
+    const target = new ExtractTarget([
+      ...header.configs.map((c) => c.name),
+      ...names,
+    ]);
+    try {
+      for (const c of header.configs) {
+        await writeFileExclusive(`${dir}/${c.name}`, c.data, {
+          what: "config",
+        });
+      }
+      for (const [i, d] of header.devices.entries()) {
+        const path = `${dir}/${names[i]}`;
+        const vmstate = d.name === VMA_VMSTATE_NAME;
+        const what = vmstate ? "vmstate" : "disk image";
+        const file = await createExclusive(path, { what });
+        target.#open.set(d.id, { file, where: { what, path } });
+        if (!vmstate) await sizeFile(file, path, d.size);
+      }
+    } catch (error) {
+      // Nothing but empty files yet: leave no trace.
+      target.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw error;
+    }
+    return target;
+  }
+
+  /** Writes one cluster; `ev.device` is a device of this target's header. */
+  async write(ev: ExtractCluster): Promise<void> {
+    const { file, where } = this.#open.get(ev.device.id)!;
+    this.clusters++;
+    if (ev.device.name === VMA_VMSTATE_NAME) {
+      await writeAllTo(file, ev.data, where);
+      this.storedBytes += ev.data.length;
+      return;
+    }
+    const base = ev.cluster * VMA_CLUSTER_SIZE;
+    const valid = Math.min(VMA_CLUSTER_SIZE, ev.device.size - base);
+    // Write each run of stored blocks; zero blocks stay holes.
+    for (let j = 0; j < 16;) {
+      if (!((ev.mask >>> j) & 1)) {
+        j++;
+        continue;
+      }
+      let k = j;
+      while (k < 16 && (ev.mask >>> k) & 1) k++;
+      const start = j * VMA_BLOCK_SIZE;
+      const end = Math.min(k * VMA_BLOCK_SIZE, valid);
+      // Sync calls: an async call costs ~30 µs, more than writing a 4 KiB block.
+      file.seekSync(base + start, Deno.SeekMode.Start);
+      writeAllToSync(file, ev.data.subarray(start, end), where);
+      this.storedBytes += end - start;
+      j = k;
+    }
+  }
+
+  /** The result (disk files were sized when created). */
+  finish(): Promise<ExtractResult> {
+    return Promise.resolve({
+      files: this.files,
+      clusters: this.clusters,
+      storedBytes: this.storedBytes,
+    });
+  }
+
+  close(): void {
+    for (const f of this.#open.values()) f.file.close();
+    this.#open.clear();
+  }
+}
+
+/**
+ * Writes every device of an archive into `dir` (which must not exist), see
+ * `ExtractTarget`. Fails, after writing what it could, when the archive
+ * breaks a rule or misses clusters.
  */
 export async function extractArchive(
   reader: VmaReader,
   dir: string,
   options: { signal?: AbortSignal } = {},
 ): Promise<ExtractResult> {
-  const h = reader.header;
-  const names = planExtract(reader);
-  await makePrivateDir(dir, "target directory");
-  const files = new Map<number, { file: Deno.FsFile; path: string }>();
-  const what = (id: number) =>
-    files.get(id)!.path.endsWith("/vmstate.bin") ? "vmstate" : "disk image";
+  const target = await ExtractTarget.create(reader.header, dir);
   try {
-    try {
-      for (const c of h.configs) {
-        await writeFileExclusive(`${dir}/${c.name}`, c.data, {
-          what: "config",
-        });
-      }
-      for (const [i, d] of h.devices.entries()) {
-        const path = `${dir}/${names[i]}`;
-        const vmstate = d.name === VMA_VMSTATE_NAME;
-        const file = await createExclusive(path, {
-          what: vmstate ? "vmstate" : "disk image",
-        });
-        files.set(d.id, { file, path });
-        if (!vmstate) await sizeFile(file, path, d.size);
-      }
-    } catch (error) {
-      // Nothing but empty files yet: leave no trace.
-      for (const f of files.values()) f.file.close();
-      files.clear();
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
-      throw error;
-    }
-    let clusters = 0;
-    let storedBytes = 0;
     for await (const ev of reader.clusters()) {
       options.signal?.throwIfAborted();
-      const { file, path } = files.get(ev.device.id)!;
-      const where = { what: what(ev.device.id), path };
-      clusters++;
-      if (ev.device.name === VMA_VMSTATE_NAME) {
-        await writeAllTo(file, ev.data, where);
-        storedBytes += ev.data.length;
-        continue;
-      }
-      const base = ev.cluster * VMA_CLUSTER_SIZE;
-      const valid = Math.min(VMA_CLUSTER_SIZE, ev.device.size - base);
-      // Write each run of stored blocks; zero blocks stay holes.
-      for (let j = 0; j < 16;) {
-        if (!((ev.mask >>> j) & 1)) {
-          j++;
-          continue;
-        }
-        let k = j;
-        while (k < 16 && (ev.mask >>> k) & 1) k++;
-        const start = j * VMA_BLOCK_SIZE;
-        const end = Math.min(k * VMA_BLOCK_SIZE, valid);
-        // Sync calls: an async call costs ~30 µs, more than writing a 4 KiB block.
-        file.seekSync(base + start, Deno.SeekMode.Start);
-        writeAllToSync(file, ev.data.subarray(start, end), where);
-        storedBytes += end - start;
-        j = k;
-      }
+      await target.write(ev);
     }
+    const result = await target.finish();
     reader.checkComplete();
-    return {
-      files: [...h.configs.map((c) => c.name), ...names],
-      clusters,
-      storedBytes,
-    };
+    return result;
   } finally {
-    for (const f of files.values()) f.file.close();
+    target.close();
   }
 }
 
@@ -148,7 +192,6 @@ async function sizeFile(
   try {
     await file.truncate(size);
   } catch (error) {
-    const e = fileError("create", "disk image", path, error);
     if (errorCode(error) === "EFBIG") {
       throw new FileError(
         "create",
@@ -158,6 +201,6 @@ async function sizeFile(
         { cause: error },
       );
     }
-    throw e;
+    throw fileError("create", "disk image", path, error);
   }
 }

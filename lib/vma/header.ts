@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { VmaError } from "./errors.ts";
+import { printable } from "../text/escape.ts";
 import {
   VMA_BLOB_BUFFER_OFFSET,
   VMA_DEV_INFO,
@@ -8,6 +9,7 @@ import {
   VMA_MAGIC,
   VMA_MAX_BLOB_SIZE,
   VMA_MAX_CONFIGS,
+  VMA_MAX_DEVICE_SIZE,
   VMA_MAX_DEVICES,
   VMA_MD5_SIZE,
   VMA_UUID_SIZE,
@@ -240,6 +242,23 @@ export function decodeHeader(bytes: Uint8Array): DecodedVmaHeader {
     devices,
     headerSize,
   };
+}
+
+/**
+ * Throws for a device whose data cannot be read: a recorded size past what a
+ * VMA archive can address (2^32 clusters). Listing a header needs no check.
+ */
+export function checkDeviceSizes(header: VmaHeader): void {
+  for (const d of header.devices) {
+    if (d.size > VMA_MAX_DEVICE_SIZE) {
+      const exact = (d as Partial<VmaDeviceRecord>).exactSize ?? BigInt(d.size);
+      throw new VmaError(
+        `Cannot read device ${d.id} ${
+          printable(d.name, 80)
+        }: its recorded size, ${exact} bytes, is more than a VMA archive can hold (${VMA_MAX_DEVICE_SIZE} bytes)`,
+      );
+    }
+  }
 }
 
 export function isVmstate(device: { name: string }): boolean {

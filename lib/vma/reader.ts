@@ -11,13 +11,13 @@ import {
   VMA_EXTENT_HEADER_SIZE,
   VMA_EXTENT_MAGIC,
   VMA_HEADER,
-  VMA_MAX_DEVICE_SIZE,
   VMA_MD5_SIZE,
   VMA_UUID_SIZE,
 } from "./format.ts";
 import { ClusterSet } from "./cluster_set.ts";
 import { printable } from "../text/escape.ts";
 import {
+  checkDeviceSizes,
   type DecodedVmaHeader,
   decodeHeader,
   decodeHeaderSize,
@@ -52,6 +52,8 @@ export class VmaReader {
   readonly header: DecodedVmaHeader;
   #input: ExactReader;
   #seen = new Map<number, ClusterSet>();
+  /** Disks whose archive holds only some clusters: one bit per cluster it must hold. */
+  #expected = new Map<number, Uint8Array>();
   #nextVmstate = new Map<number, number>();
   #cluster = new Uint8Array(VMA_CLUSTER_SIZE);
   #ended = false;
@@ -67,14 +69,8 @@ export class VmaReader {
    */
   checkReadable(): void {
     if (this.#seen.size + this.#nextVmstate.size > 0) return;
+    checkDeviceSizes(this.header);
     for (const dev of this.header.devices) {
-      if (dev.exactSize > BigInt(VMA_MAX_DEVICE_SIZE)) {
-        throw new VmaError(
-          `Cannot read device ${dev.id} ${
-            printable(dev.name, 80)
-          }: its recorded size, ${dev.exactSize} bytes, is more than a VMA archive can hold (${VMA_MAX_DEVICE_SIZE} bytes)`,
-        );
-      }
       if (isVmstate(dev)) this.#nextVmstate.set(dev.id, 0);
       else this.#seen.set(dev.id, new ClusterSet(clusterCount(dev.size)));
     }
@@ -104,6 +100,22 @@ export class VmaReader {
       }
       throw error;
     }
+  }
+
+  /**
+   * Declares that a disk holds exactly the clusters whose bits are set (an
+   * incremental archive): any other cluster is an error, and completeness
+   * is checked against this set instead of the whole disk.
+   */
+  expectClusters(devId: number, bits: Uint8Array): void {
+    this.checkReadable();
+    const seen = this.#seen.get(devId);
+    if (seen === undefined || bits.length !== Math.ceil(seen.count / 8)) {
+      throw new VmaError(
+        `Cannot expect clusters of device ${devId}: no such disk or wrong set size`,
+      );
+    }
+    this.#expected.set(devId, bits);
   }
 
   /** Stops reading the input (for commands that only need the header). */
@@ -193,8 +205,18 @@ export class VmaReader {
     for (const dev of this.header.devices) {
       const seen = this.#seen.get(dev.id);
       if (seen === undefined) continue;
-      const c = seen.firstMissing();
-      if (c >= 0) missing.push({ device: dev, cluster: c });
+      const expected = this.#expected.get(dev.id);
+      if (expected === undefined) {
+        const c = seen.firstMissing();
+        if (c >= 0) missing.push({ device: dev, cluster: c });
+        continue;
+      }
+      for (let c = 0; c < seen.count; c++) {
+        if (!seen.has(c) && expected[c >>> 3]! & (1 << (c & 7))) {
+          missing.push({ device: dev, cluster: c });
+          break;
+        }
+      }
     }
     return missing;
   }
@@ -277,6 +299,15 @@ export class VmaReader {
         if (seen.has(info.cluster)) {
           throw new VmaError(
             `Cannot read ${at}: found duplicated cluster ${info.cluster} for stream ${name()}`,
+          );
+        }
+        const expected = this.#expected.get(device.id);
+        if (
+          expected !== undefined &&
+          !(expected[info.cluster >>> 3]! & (1 << (info.cluster & 7)))
+        ) {
+          throw new VmaError(
+            `Cannot read ${at}: cluster ${info.cluster} of ${name()} is not in the archive's recorded set`,
           );
         }
         seen.add(info.cluster);
