@@ -9,6 +9,7 @@ import {
 } from "./cluster_set.ts";
 import { ChainError } from "./errors.ts";
 import { clusterCount } from "../vma/format.ts";
+import { parseVmDescription } from "../backup/description.ts";
 
 /** The config that describes a vmabak archive (see lib/backup). */
 export const DESCRIPTION_CONFIG = "vmabak.json";
@@ -121,7 +122,9 @@ export function readDescription(
 export function readIncremental(header: VmaHeader): IncrementalInfo | null {
   const description = readDescription(header);
   if (description?.incremental === undefined) return null;
-  const record = parseIncrementalRecord(description.incremental);
+  // An incremental's description goes through the one door, whole.
+  const config = header.configs.find((c) => c.name === DESCRIPTION_CONFIG)!;
+  const record = parseVmDescription(config.data).incremental!;
   const sets = new Map<number, ClusterSet>();
   const disks = header.devices.filter((d) => d.name !== VMA_VMSTATE_NAME);
   for (const d of disks) {

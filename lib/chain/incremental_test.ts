@@ -7,6 +7,7 @@ import {
   readIncremental,
 } from "./incremental.ts";
 import type { VmaHeader } from "../vma/header.ts";
+import { goodDescription } from "../backup/_test_description.ts";
 
 const encoder = new TextEncoder();
 
@@ -46,7 +47,9 @@ Deno.test("makeIncremental() keeps short runs inline and spills long ones into c
   const next = header(2, devices, [
     {
       name: DESCRIPTION_CONFIG,
-      data: encoder.encode(JSON.stringify({ incremental: inc.record })),
+      data: encoder.encode(
+        JSON.stringify({ ...goodDescription(), incremental: inc.record }),
+      ),
     },
     ...inc.configs,
   ]);
@@ -69,7 +72,9 @@ Deno.test("makeIncremental() keeps short runs inline and spills long ones into c
       readIncremental(
         header(4, devices, [{
           name: DESCRIPTION_CONFIG,
-          data: encoder.encode(JSON.stringify({ incremental: lying })),
+          data: encoder.encode(
+            JSON.stringify({ ...goodDescription(), incremental: lying }),
+          ),
         }, ...inc.configs]),
       ),
     /says 6 clusters, its runs hold 5/,

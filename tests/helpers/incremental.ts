@@ -47,7 +47,7 @@ export async function writeIncremental(
     for (const c of spec.changed[d.name] ?? []) set.add(c);
     sets.set(d.name, set);
   }
-  const description = readDescription(base) ?? {};
+  const description = readDescription(base) ?? describeOffline(disks);
   const inc = makeIncremental(base, sets);
   description.incremental = inc.record;
   const output = await openArchiveOutput(path, {
@@ -94,4 +94,32 @@ export async function writeIncremental(
   }
   await writer.finish();
   await output.commit();
+}
+
+/** A valid vmabak.json for disks of an archive made by `vmabak create` (no VM behind it). */
+function describeOffline(
+  disks: { name: string; size: number }[],
+): Record<string, unknown> {
+  return {
+    vmabak: "test",
+    qemu: "7.2.0",
+    name: null,
+    machine: "q35",
+    kvm: false,
+    memoryBytes: 64 * 1024 * 1024,
+    cpus: 1,
+    vmstate: false,
+    disks: disks.map((d) => ({
+      name: d.name,
+      node: d.name,
+      qdev: "",
+      deviceId: "",
+      deviceType: "",
+      pciAddr: null,
+      bootIndex: null,
+      format: "raw",
+      file: "",
+      size: d.size,
+    })),
+  };
 }
