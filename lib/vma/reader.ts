@@ -1,27 +1,28 @@
-import { EndOfStreamError, ExactReader } from "../io/read_exact.ts";
+import {
+  type ByteReader,
+  EndOfStreamError,
+  ExactReader,
+} from "../io/read_exact.ts";
 import { VmaError } from "./errors.ts";
 import {
-  clusterCount,
-  decodeBlockInfo,
-  maskBlockCount,
+  ExtentChecker,
+  type ExtentSlot,
+  type MissingCluster,
+} from "./extent_check.ts";
+import {
   VMA_BLOCK_SIZE,
-  VMA_BLOCKS_PER_EXTENT,
   VMA_CLUSTER_SIZE,
-  VMA_EXTENT,
   VMA_EXTENT_HEADER_SIZE,
-  VMA_EXTENT_MAGIC,
   VMA_HEADER,
-  VMA_MD5_SIZE,
-  VMA_UUID_SIZE,
 } from "./format.ts";
 import {
   decodeHeader,
   decodeHeaderSize,
-  isVmstate,
-  md5,
   type VmaDevice,
   type VmaHeader,
 } from "./header.ts";
+
+export type { ExtentSlot, MissingCluster } from "./extent_check.ts";
 
 export interface VmaClusterEvent {
   /** Index of the extent the cluster came in (0-based). */
@@ -34,10 +35,14 @@ export interface VmaClusterEvent {
   data: Uint8Array;
 }
 
-/** A missing cluster found at the end of the archive. */
-export interface MissingCluster {
-  device: VmaDevice;
-  cluster: number;
+/** One checked extent: its slots and the stored blocks, in slot order. */
+export interface VmaExtentEvent {
+  extent: number;
+  /** Archive offset of the extent header. */
+  offset: number;
+  slots: ExtentSlot[];
+  /** `blockCount` × 4096 bytes. Valid until the next event. */
+  data: Uint8Array;
 }
 
 /**
@@ -47,37 +52,35 @@ export interface MissingCluster {
  */
 export class VmaReader {
   readonly header: VmaHeader;
-  #input: ExactReader;
-  #seen = new Map<number, Uint8Array>();
-  #nextVmstate = new Map<number, number>();
+  #input: ByteReader;
+  #checker: ExtentChecker;
   #cluster = new Uint8Array(VMA_CLUSTER_SIZE);
   #ended = false;
 
-  private constructor(input: ExactReader, header: VmaHeader) {
+  private constructor(input: ByteReader, header: VmaHeader) {
     this.#input = input;
     this.header = header;
-    for (const dev of header.devices) {
-      if (isVmstate(dev)) this.#nextVmstate.set(dev.id, 0);
-      else {this.#seen.set(
-          dev.id,
-          new Uint8Array(Math.ceil(clusterCount(dev.size) / 8)),
-        );}
-    }
+    this.#checker = new ExtentChecker(header);
   }
 
-  /** Reads and checks the header. */
-  static async open(stream: ReadableStream<Uint8Array>): Promise<VmaReader> {
-    const input = new ExactReader(stream);
+  /** Reads and checks the header (of a stream, or any `ByteReader`). */
+  static async open(
+    source: ReadableStream<Uint8Array> | ByteReader,
+  ): Promise<VmaReader> {
+    const input = source instanceof ReadableStream
+      ? new ExactReader(source)
+      : source;
     try {
-      const first = await input.readExact(
-        VMA_HEADER.headerSize + 4,
-        "VMA header",
-      );
+      const first = new Uint8Array(VMA_HEADER.headerSize + 4);
+      await input.readExact(first.length, "VMA header", first);
       const size = decodeHeaderSize(first);
-      const rest = await input.readExact(size - first.length, "VMA header");
       const bytes = new Uint8Array(size);
       bytes.set(first);
-      bytes.set(rest, first.length);
+      await input.readExact(
+        size - first.length,
+        "VMA header",
+        bytes.subarray(first.length),
+      );
       return new VmaReader(input, decodeHeader(bytes));
     } catch (error) {
       await input.cancel();
@@ -96,27 +99,20 @@ export class VmaReader {
     await this.#input.cancel();
   }
 
-  /** Yields every stored cluster in archive order. */
-  async *clusters(): AsyncGenerator<VmaClusterEvent> {
+  /** Yields every extent in archive order, checked, with its data blocks. */
+  async *extents(): AsyncGenerator<VmaExtentEvent> {
     if (this.#ended) throw new VmaError("Cannot read clusters: already read");
     this.#ended = true;
-    const devices = new Map(this.header.devices.map((d) => [d.id, d]));
     try {
       for (let extent = 0;; extent++) {
+        const offset = this.#input.position;
         const head = await this.#input.readRecord(
           VMA_EXTENT_HEADER_SIZE,
           `header of extent ${extent}`,
         );
         if (head === null) return;
-        const where = `extent ${extent} (archive offset ${
-          this.#input.position - VMA_EXTENT_HEADER_SIZE
-        })`;
-        const slots = this.#checkExtentHeader(head, where, devices);
-        const blockCount = new DataView(
-          head.buffer,
-          head.byteOffset,
-          head.byteLength,
-        ).getUint16(VMA_EXTENT.blockCount);
+        const where = `extent ${extent} (archive offset ${offset})`;
+        const { slots, blockCount } = this.#checker.check(head, where);
         let data: Uint8Array;
         try {
           data = await this.#input.readExact(
@@ -132,155 +128,54 @@ export class VmaReader {
           }
           throw error;
         }
-        let block = 0;
-        for (const slot of slots) {
-          const out = this.#cluster;
-          for (let j = 0; j < 16; j++) {
-            const target = out.subarray(
-              j * VMA_BLOCK_SIZE,
-              (j + 1) * VMA_BLOCK_SIZE,
-            );
-            if ((slot.mask >>> j) & 1) {
-              target.set(
-                data.subarray(
-                  block * VMA_BLOCK_SIZE,
-                  (block + 1) * VMA_BLOCK_SIZE,
-                ),
-              );
-              block++;
-            } else {
-              target.fill(0);
-            }
-          }
-          yield {
-            extent,
-            device: slot.device,
-            cluster: slot.cluster,
-            mask: slot.mask,
-            data: out,
-          };
-        }
+        yield { extent, offset, slots, data };
       }
     } finally {
       await this.#input.cancel();
     }
   }
 
-  /** After `clusters()` ran to the end: disk clusters never seen, first per device. */
-  missingClusters(): MissingCluster[] {
-    const missing: MissingCluster[] = [];
-    for (const dev of this.header.devices) {
-      const seen = this.#seen.get(dev.id);
-      if (seen === undefined) continue;
-      const n = clusterCount(dev.size);
-      for (let c = 0; c < n; c++) {
-        if (!(seen[c >>> 3]! & (1 << (c & 7)))) {
-          missing.push({ device: dev, cluster: c });
-          break;
+  /** Yields every stored cluster in archive order. */
+  async *clusters(): AsyncGenerator<VmaClusterEvent> {
+    for await (const { extent, slots, data } of this.extents()) {
+      let block = 0;
+      for (const slot of slots) {
+        const out = this.#cluster;
+        for (let j = 0; j < 16; j++) {
+          const target = out.subarray(
+            j * VMA_BLOCK_SIZE,
+            (j + 1) * VMA_BLOCK_SIZE,
+          );
+          if ((slot.mask >>> j) & 1) {
+            target.set(
+              data.subarray(
+                block * VMA_BLOCK_SIZE,
+                (block + 1) * VMA_BLOCK_SIZE,
+              ),
+            );
+            block++;
+          } else {
+            target.fill(0);
+          }
         }
+        yield {
+          extent,
+          device: slot.device,
+          cluster: slot.cluster,
+          mask: slot.mask,
+          data: out,
+        };
       }
     }
-    return missing;
+  }
+
+  /** After `clusters()` ran to the end: disk clusters never seen, first per device. */
+  missingClusters(): MissingCluster[] {
+    return this.#checker.missingClusters();
   }
 
   /** Throws the Proxmox-style error for the first missing cluster, if any. */
   checkComplete(): void {
-    const first = this.missingClusters()[0];
-    if (first !== undefined) {
-      throw new VmaError(
-        `Cannot verify archive: detected missing cluster ${first.cluster} for stream ${first.device.name}`,
-      );
-    }
-  }
-
-  #checkExtentHeader(
-    head: Uint8Array,
-    where: string,
-    devices: Map<number, VmaDevice>,
-  ): { device: VmaDevice; cluster: number; mask: number }[] {
-    const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
-    if (dv.getUint32(VMA_EXTENT.magic) !== VMA_EXTENT_MAGIC) {
-      throw new VmaError(`Cannot read ${where}: wrong extent magic`);
-    }
-    const copy = new Uint8Array(head); // a copy, even when given a node Buffer
-    copy.fill(0, VMA_EXTENT.md5sum, VMA_EXTENT.md5sum + VMA_MD5_SIZE);
-    const sum = md5(copy);
-    for (let i = 0; i < VMA_MD5_SIZE; i++) {
-      if (sum[i] !== head[VMA_EXTENT.md5sum + i]) {
-        throw new VmaError(
-          `Cannot read ${where}: wrong vma extent header chechsum`,
-        );
-      }
-    }
-    if (dv.getUint16(VMA_EXTENT.reserved) !== 0) {
-      throw new VmaError(`Cannot read ${where}: reserved field is not zero`);
-    }
-    for (let i = 0; i < VMA_UUID_SIZE; i++) {
-      if (head[VMA_EXTENT.uuid + i] !== this.header.uuid[i]) {
-        throw new VmaError(`Cannot read ${where}: wrong vma extent uuid`);
-      }
-    }
-    const blockCount = dv.getUint16(VMA_EXTENT.blockCount);
-    const slots = [];
-    let blocks = 0;
-    for (let i = 0; i < VMA_BLOCKS_PER_EXTENT; i++) {
-      const info = decodeBlockInfo(
-        dv.getBigUint64(VMA_EXTENT.blockInfo + 8 * i),
-      );
-      if (info.devId === 0) continue;
-      const device = devices.get(info.devId);
-      const at = `${where}, slot ${i}, cluster ${info.cluster}`;
-      if (device === undefined) {
-        throw new VmaError(
-          `Cannot read ${at}: no device ${info.devId} in the header`,
-        );
-      }
-      if (isVmstate(device)) {
-        const next = this.#nextVmstate.get(device.id)!;
-        if (info.cluster !== next) {
-          throw new VmaError(
-            `Cannot read ${at}: found out of order vmstate data`,
-          );
-        }
-        this.#nextVmstate.set(device.id, next + 1);
-      } else {
-        const seen = this.#seen.get(device.id)!;
-        if (info.cluster >= clusterCount(device.size)) {
-          throw new VmaError(
-            `Cannot read ${at}: cluster beyond the end of ${device.name} (${device.size} bytes)`,
-          );
-        }
-        if (seen[info.cluster >>> 3]! & (1 << (info.cluster & 7))) {
-          throw new VmaError(
-            `Cannot read ${at}: found duplicated cluster ${info.cluster} for stream ${device.name}`,
-          );
-        }
-        seen[info.cluster >>> 3]! |= 1 << (info.cluster & 7);
-        const end = Math.floor(device.size / 512) * 512;
-        for (let j = 0; j < 16; j++) {
-          if (
-            (info.mask >>> j) & 1 &&
-            info.cluster * VMA_CLUSTER_SIZE + j * VMA_BLOCK_SIZE >= end
-          ) {
-            throw new VmaError(
-              `Cannot read ${at}: got wrong block address - write beyond end of ${device.name}`,
-            );
-          }
-        }
-      }
-      blocks += maskBlockCount(info.mask);
-      slots.push({ device, cluster: info.cluster, mask: info.mask });
-    }
-    if (blocks < blockCount) {
-      throw new VmaError(
-        `Cannot read ${where}: vma extent error - missing blocks`,
-      );
-    }
-    if (blocks > blockCount) {
-      throw new VmaError(
-        `Cannot read ${where}: vma extent error - too many blocks`,
-      );
-    }
-    return slots;
+    this.#checker.checkComplete();
   }
 }
