@@ -70,6 +70,8 @@ Deno.test({
       const truth = await vm.snapshotDisks("start");
       const child = spawnVmabak([
         "backup",
+        "--mode",
+        "push",
         "--qmp",
         vm.qmpPath,
         "-o",
@@ -132,7 +134,7 @@ Deno.test({
         "-o",
         "pipefail",
         "-c",
-        `${v} backup --qmp ${vm.qmpPath} -o - | ${v} verify -v -`,
+        `${v} backup --mode push --qmp ${vm.qmpPath} -o - | ${v} verify -v -`,
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /valid and complete/);
@@ -142,13 +144,15 @@ Deno.test({
         "-o",
         "pipefail",
         "-c",
-        `${v} backup --qmp ${vm.qmpPath} --drive vd1 -o - | ${v} verify -v -`,
+        `${v} backup --mode push --qmp ${vm.qmpPath} --drive vd1 -o - | ${v} verify -v -`,
       ]);
       assert.equal(one.code, 0, one.stderr);
       assert.match(one.stderr, /^device 1 drive1: 4194304 bytes/m);
       assert.doesNotMatch(one.stderr, /drive0/);
       const none = await vmabak([
         "backup",
+        "--mode",
+        "push",
         "--qmp",
         vm.qmpPath,
         "--drive",
@@ -177,6 +181,7 @@ Deno.test({
       let socket = false;
       const chunks: Uint8Array[] = [];
       await backupVm({
+        mode: "push",
         qmpPath: vm.qmpPath,
         sink: { write: (c) => Promise.resolve(void chunks.push(c.slice())) },
         onStarted: ({ privateDir }) => {
@@ -199,6 +204,8 @@ async function interruptedBackup(
 ): Promise<string> {
   const child = spawnVmabak([
     "backup",
+    "--mode",
+    "push",
     "--qmp",
     vm.qmpPath,
     "-o",
@@ -262,7 +269,7 @@ Deno.test({
       const v = `${Deno.execPath()} run -A ${MAIN}`;
       const r = await run("bash", [
         "-c",
-        `${v} backup --qmp ${vm.qmpPath} -o - --speed 4M 2>${vm.dir}/err | head -c 100000 >/dev/null; echo \${PIPESTATUS[0]}`,
+        `${v} backup --mode push --qmp ${vm.qmpPath} -o - --speed 4M 2>${vm.dir}/err | head -c 100000 >/dev/null; echo \${PIPESTATUS[0]}`,
       ]);
       assert.equal(r.text.trim(), "1");
       const err = (await Deno.readTextFile(`${vm.dir}/err`)).replace(

@@ -21,6 +21,8 @@ Deno.test({
       const truth = await vm.snapshotDisks("start");
       const b = await vmabak([
         "backup",
+        "--mode",
+        "push",
         "--qmp",
         vm.qmpPath,
         "-o",
@@ -45,7 +47,7 @@ Deno.test({
         "-o",
         "pipefail",
         "-c",
-        `${v} backup --qmp ${vm.qmpPath} --zstd=1 -o - | zstd -dc | ${v} verify -v -`,
+        `${v} backup --mode push --qmp ${vm.qmpPath} --zstd=1 -o - | zstd -dc | ${v} verify -v -`,
       ]);
       assert.equal(pipe.code, 0, pipe.stderr);
       assert.match(pipe.stderr, /valid and complete/);

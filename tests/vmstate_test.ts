@@ -91,6 +91,8 @@ Deno.test({
           "-A",
           MAIN,
           "backup",
+          "--mode",
+          "push",
           "--qmp",
           vm.qmpPath,
           "-o",
@@ -202,7 +204,7 @@ Deno.test({
         "-o",
         "pipefail",
         "-c",
-        `${cmd} backup --vmstate --qmp ${vm.qmpPath} -o - | ${cmd} restore - ${vm.dir}/out`,
+        `${cmd} backup --mode push --vmstate --qmp ${vm.qmpPath} -o - | ${cmd} restore - ${vm.dir}/out`,
       ]);
       assert.equal(r.code, 0, r.stderr);
       const state = await Deno.stat(`${vm.dir}/out/vmstate.bin`);
@@ -228,6 +230,8 @@ Deno.test({
       });
       const b = await vmabak([
         "backup",
+        "--mode",
+        "push",
         "--qmp",
         vm.qmpPath,
         "-o",

@@ -1,76 +1,13 @@
-/** The VM's RAM and device state: a background snapshot migration into the archive. */
-import type { QmpClient } from "../qmp/client.ts";
-import { VMA_CLUSTER_SIZE } from "../vma/format.ts";
-
-interface Capability {
-  capability: string;
-  state: boolean;
-}
-
 /**
- * Turns on the `background-snapshot` migration capability (the RAM of the
- * instant `migrate` starts, saved while the guest runs on) and raises
- * `max-bandwidth` (QEMU's 128 MiB/s default makes saving slow). Returns the
- * function that puts back every capability and parameter it changed. Fails,
- * before anything else touches the VM, when the host cannot do it.
+ * The `--vmstate` branch of a backup: RAM and device state of the same
+ * instant as the disks, by QEMU's background-snapshot migration. The stream
+ * is spooled to local storage while it comes (the guest's pause never waits
+ * on the archive's consumer) and stored into the archive after the disks.
  */
-export async function enableBackgroundSnapshot(
-  qmp: QmpClient,
-): Promise<() => Promise<void>> {
-  const status = await qmp.execute<{ status?: string }>("query-migrate");
-  if (
-    status.status !== undefined &&
-    ["active", "setup", "pre-switchover", "device"].includes(status.status)
-  ) {
-    throw new Error(
-      `Cannot save the VM state: a migration is already ${status.status}`,
-    );
-  }
-  const caps = await qmp.execute<Capability[]>("query-migrate-capabilities");
-  const params = await qmp.execute<Record<string, unknown>>(
-    "query-migrate-parameters",
-  );
-  const had = (name: string) =>
-    caps.find((c) => c.capability === name)?.state ?? false;
-  if (!caps.some((c) => c.capability === "background-snapshot")) {
-    throw new Error(
-      "Cannot save the VM state: this QEMU has no background-snapshot migration (QEMU 6.0 or newer needed); back up without --vmstate",
-    );
-  }
-  try {
-    await qmp.execute("migrate-set-capabilities", {
-      capabilities: [{ capability: "background-snapshot", state: true }, {
-        capability: "events",
-        state: true,
-      }],
-    });
-  } catch (error) {
-    throw new Error(
-      `Cannot save the VM state: QEMU refused a background snapshot (${
-        (error as Error).message.replace(/^Cannot run QMP command [^:]+: /, "")
-      }); ` +
-        "it needs userfaultfd write-protection from the host kernel and no incompatible migration capability; back up without --vmstate",
-      { cause: error },
-    );
-  }
-  await qmp.execute("migrate-set-parameters", {
-    "max-bandwidth": 100 * 1024 ** 3,
-  });
-  return async () => {
-    await qmp.execute("migrate-set-parameters", {
-      "max-bandwidth": params["max-bandwidth"],
-    }).catch(() => {});
-    await qmp.execute("migrate-set-capabilities", {
-      capabilities: [
-        {
-          capability: "background-snapshot",
-          state: had("background-snapshot"),
-        },
-        { capability: "events", state: had("events") },
-      ],
-    }).catch(() => {});
-  };
-}
+import { VMA_CLUSTER_SIZE } from "../vma/format.ts";
+import { type BackupContext, deferQmp, nameFor } from "./context.ts";
+import { enableBackgroundSnapshot } from "./migration_settings.ts";
+import { VmstateSpool } from "./vmstate_spool.ts";
 
 /**
  * An upper bound for the state stream of a VM with `memoryBytes` of RAM,
@@ -84,64 +21,77 @@ export function vmstateSizeHint(memoryBytes: number): number {
   return Math.ceil(bound / VMA_CLUSTER_SIZE) * VMA_CLUSTER_SIZE;
 }
 
-/**
- * Receives QEMU's migration stream on a unix socket and hands it on as
- * consecutive 64 KiB clusters, in order; the last one is padded with zeros.
- */
-export class VmstateReceiver {
-  readonly path: string;
-  readonly done: Promise<{ bytes: number; clusters: number }>;
-  #listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr>;
-  #conn: Deno.UnixConn | undefined;
+export class VmstateCapture {
+  #ctx: BackupContext;
+  #devId: number;
+  #spool: VmstateSpool;
+  #status = "none";
 
-  constructor(
-    path: string,
-    store: (cluster: number, data: Uint8Array) => Promise<void>,
-  ) {
-    this.path = path;
-    this.#listener = Deno.listen({ transport: "unix", path });
-    this.done = this.#receive(store);
-    this.done.catch(() => {});
-  }
-
-  async #receive(store: (cluster: number, data: Uint8Array) => Promise<void>) {
-    const conn = await this.#listener.accept();
-    this.#conn = conn;
-    this.#listener.close();
-    const buf = new Uint8Array(VMA_CLUSTER_SIZE);
-    let fill = 0;
-    let cluster = 0;
-    let bytes = 0;
-    try {
-      for (;;) {
-        const n = await conn.read(buf.subarray(fill));
-        if (n === null) break;
-        fill += n;
-        bytes += n;
-        if (fill === buf.length) {
-          await store(cluster++, buf);
-          fill = 0;
-        }
-      }
-      if (fill > 0) await store(cluster++, buf.subarray(0, fill));
-      if (bytes === 0) {
-        throw new Error(
-          "Cannot save the VM state: QEMU sent no migration data",
+  private constructor(ctx: BackupContext, devId: number, spool: VmstateSpool) {
+    this.#ctx = ctx;
+    this.#devId = devId;
+    this.#spool = spool;
+    const off = ctx.qmp.onEvent((e) => {
+      if (e.event !== "MIGRATION") return;
+      this.#status = e.data.status as string;
+      if (["failed", "cancelled"].includes(this.#status)) {
+        ctx.failure.fail(
+          new Error(`Cannot save the VM state: migration ${this.#status}`),
         );
       }
-      return { bytes, clusters: cluster };
-    } finally {
-      try {
-        conn.close();
-      } catch { /* closed */ }
-    }
+    });
+    ctx.stack.defer(off);
   }
 
-  close(): void {
-    for (const c of [this.#listener, this.#conn]) {
-      try {
-        c?.close();
-      } catch { /* closed */ }
+  /**
+   * Turns on the migration settings (their undo registered) and opens the
+   * spool in `spoolDir`. Fails before the VM is touched when QEMU cannot do
+   * a background snapshot.
+   */
+  static async prepare(
+    ctx: BackupContext,
+    devId: number,
+    spoolDir: string,
+  ): Promise<VmstateCapture> {
+    const restore = await enableBackgroundSnapshot(ctx.qmp, ctx.run);
+    deferQmp(ctx, restore);
+    const spool = await VmstateSpool.open(
+      `${ctx.privateDir}/vmstate.sock`,
+      `${spoolDir}/${nameFor(ctx, "vmstate.bin")}`,
+    );
+    ctx.stack.defer(() => spool.close());
+    spool.received.catch((e) => ctx.failure.fail(e));
+    return new VmstateCapture(ctx, devId, spool);
+  }
+
+  /** Starts the background snapshot (at the instant, guest stopped). */
+  async start(): Promise<void> {
+    const qmp = this.#ctx.qmp;
+    await qmp.execute("migrate", { uri: `unix:${this.#spool.socketPath}` });
+    deferQmp(this.#ctx, async () => {
+      if (this.#status !== "completed") await qmp.execute("migrate_cancel");
+    });
+  }
+
+  /** Waits for the stream's end and stores it into the archive; returns its size. */
+  async finish(): Promise<number> {
+    const ctx = this.#ctx;
+    const bytes = await this.#spool.received;
+    for (let i = 0; this.#status !== "completed"; i++) {
+      ctx.failure.throwIfFailed();
+      const m = await ctx.qmp.execute<{ status?: string }>("query-migrate");
+      if (m.status === "completed") {
+        this.#status = "completed";
+        break;
+      }
+      if (m.status === "failed" || m.status === "cancelled" || i > 600) {
+        throw new Error(`Cannot save the VM state: migration ${m.status}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
+    await this.#spool.copyInto((c, data) =>
+      ctx.writer.writeCluster(this.#devId, c, data)
+    );
+    return bytes;
   }
 }

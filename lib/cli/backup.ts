@@ -13,7 +13,7 @@ import {
 } from "../backup/progress.ts";
 
 const USAGE =
-  "vmabak backup --qmp SOCKET -o ARCHIVE|- [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
+  "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode push] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
   "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json]";
 
 function parseSize(value: string, what: string): number {
@@ -49,12 +49,17 @@ export const backupCommand: Command = {
       json: { type: "boolean" },
       vmstate: { type: "boolean" },
       zstd: { type: "string" },
+      mode: { type: "string" },
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
     }
     if (typeof values.output !== "string") {
       throw new UsageError(`-o ARCHIVE is required (usage: ${USAGE})`);
+    }
+    const mode = values.mode ?? "push";
+    if (mode !== "push") {
+      throw new UsageError(`--mode must be push, got "${mode}"`);
     }
     const speed = values.speed === undefined
       ? undefined
@@ -110,6 +115,7 @@ export const backupCommand: Command = {
         signal: ctx.signal,
         onProgress,
         vmstate: values.vmstate === true,
+        mode,
         ...(speed !== undefined ? { speed } : {}),
         ...(workers !== undefined ? { maxWorkers: workers } : {}),
         onStarted: (info) => {
@@ -130,9 +136,10 @@ export const backupCommand: Command = {
           output.path === "-" ? "" : ` in ${output.path}`
         }` +
         (result.vmstate
-          ? `; VM state ${formatBytes(result.vmstate.bytes)}, guest paused ${
-            result.vmstate.pausedMs.toFixed(1)
-          } ms`
+          ? `; VM state ${formatBytes(result.vmstate.bytes)}`
+          : "") +
+        (result.pausedMs !== undefined
+          ? `, guest paused ${result.pausedMs.toFixed(1)} ms`
           : "");
       ctx.stderr.line(
         json

@@ -1,3 +1,5 @@
+import type { ByteSink } from "../io/sink.ts";
+
 /** What a command gets from `main.ts`: its arguments and where to write. */
 export interface CommandContext {
   /** The arguments after the command name. */
@@ -16,9 +18,7 @@ export interface CommandContext {
   stderrIsTerminal: boolean;
 }
 
-export interface ByteSink {
-  write(chunk: Uint8Array): Promise<void>;
-}
+export type { ByteSink } from "../io/sink.ts";
 
 export interface TextSink {
   /** Writes one line; a newline is added. */

@@ -1,4 +1,4 @@
-import type { ByteSink } from "../cli/types.ts";
+import { type ByteSink, writeAll } from "./sink.ts";
 import { describeFsError } from "./input.ts";
 import { zstdSink } from "./zstd.ts";
 
@@ -88,12 +88,7 @@ async function openRawOutput(
   };
   return {
     path,
-    async write(chunk) {
-      let done = 0;
-      while (done < chunk.length) {
-        done += await file.write(chunk.subarray(done));
-      }
-    },
+    write: (chunk) => writeAll(file, chunk),
     async commit() {
       await file.syncData();
       close();

@@ -1,5 +1,5 @@
 /** `zstdSink`: compresses an archive on its way out, one frame per chunk. */
-import type { ByteSink } from "../cli/types.ts";
+import type { ByteSink } from "./sink.ts";
 import {
   checkZstdLevel,
   type ChunkCompressor,

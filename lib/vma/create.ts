@@ -1,4 +1,4 @@
-import type { ByteSink } from "../cli/types.ts";
+import type { ByteSink } from "../io/sink.ts";
 import { describeFsError } from "../io/input.ts";
 import { VmaError } from "./errors.ts";
 import { VMA_BLOCKS_PER_EXTENT, VMA_CLUSTER_SIZE } from "./format.ts";

@@ -37,6 +37,8 @@ export class ExtentChecker {
   readonly header: VmaHeader;
   #devices: Map<number, VmaDevice>;
   #seen = new Map<number, Uint8Array>();
+  /** Disks whose archive holds only some clusters: one bit per cluster it must hold. */
+  #expected = new Map<number, Uint8Array>();
   #nextVmstate = new Map<number, number>();
 
   constructor(header: VmaHeader) {
@@ -51,6 +53,21 @@ export class ExtentChecker {
         );
       }
     }
+  }
+
+  /**
+   * Declares that a disk holds exactly the clusters whose bits are set (an
+   * incremental archive): any other cluster is an error, and completeness
+   * is checked against this set instead of the whole disk.
+   */
+  expectClusters(devId: number, bits: Uint8Array): void {
+    const seen = this.#seen.get(devId);
+    if (seen === undefined || bits.length !== seen.length) {
+      throw new VmaError(
+        `Cannot expect clusters of device ${devId}: no such disk or wrong set size`,
+      );
+    }
+    this.#expected.set(devId, bits);
   }
 
   /** Clusters of the vmstate device `id` seen so far. */
@@ -128,8 +145,12 @@ export class ExtentChecker {
       const seen = this.#seen.get(dev.id);
       if (seen === undefined) continue;
       const n = clusterCount(dev.size);
+      const expected = this.#expected.get(dev.id);
       for (let c = 0; c < n; c++) {
-        if (!(seen[c >>> 3]! & (1 << (c & 7)))) {
+        if (
+          !(seen[c >>> 3]! & (1 << (c & 7))) &&
+          (expected === undefined || expected[c >>> 3]! & (1 << (c & 7)))
+        ) {
           missing.push({ device: dev, cluster: c });
           break;
         }
@@ -171,6 +192,15 @@ export class ExtentChecker {
     if (seen[cluster >>> 3]! & (1 << (cluster & 7))) {
       throw new VmaError(
         `Cannot read ${at}: found duplicated cluster ${cluster} for stream ${device.name}`,
+      );
+    }
+    const expected = this.#expected.get(device.id);
+    if (
+      expected !== undefined &&
+      !(expected[cluster >>> 3]! & (1 << (cluster & 7)))
+    ) {
+      throw new VmaError(
+        `Cannot read ${at}: cluster ${cluster} of ${device.name} is not in the archive's recorded set`,
       );
     }
     seen[cluster >>> 3]! |= 1 << (cluster & 7);

@@ -94,6 +94,11 @@ export class VmaReader {
     }
   }
 
+  /** See `ExtentChecker.expectClusters` (an incremental archive's disks). */
+  expectClusters(devId: number, bits: Uint8Array): void {
+    this.#checker.expectClusters(devId, bits);
+  }
+
   /** Stops reading the input (for commands that only need the header). */
   async close(): Promise<void> {
     await this.#input.cancel();

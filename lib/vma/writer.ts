@@ -1,4 +1,4 @@
-import type { ByteSink } from "../cli/types.ts";
+import type { ByteSink } from "../io/sink.ts";
 import { nonZeroMask } from "../wasm/mod.ts";
 import { VmaError } from "./errors.ts";
 import {

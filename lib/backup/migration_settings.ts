@@ -1,0 +1,120 @@
+/**
+ * The migration settings a background snapshot of RAM needs, and their undo.
+ *
+ * Before changing anything, vmabak records the settings it is about to
+ * change in the id of a QOM object of its own
+ * (`vmabak-p<pid>s<start>-mig-bs<0|1>-ev<0|1>-bw<bytes>`, a `secret`), so a
+ * later run can put them back when this one was killed (`restoreLeftover`).
+ */
+import type { QmpClient } from "../qmp/client.ts";
+import type { RunId } from "./run_id.ts";
+
+interface Capability {
+  capability: string;
+  state: boolean;
+}
+
+const ACTIVE = ["active", "setup", "pre-switchover", "device", "cancelling"];
+const MARKER = /^vmabak-p\d+s\d+-mig-bs([01])-ev([01])-bw(\d+)$/;
+
+/**
+ * Turns on the `background-snapshot` migration capability (the RAM of the
+ * instant `migrate` starts, saved while the guest runs on) and raises
+ * `max-bandwidth` (QEMU's 128 MiB/s default makes saving slow). Returns the
+ * function that puts back every capability and parameter it changed. Fails,
+ * before anything else touches the VM, when QEMU cannot do it, saying why.
+ */
+export async function enableBackgroundSnapshot(
+  qmp: QmpClient,
+  run: RunId,
+): Promise<() => Promise<void>> {
+  const status = await qmp.execute<{ status?: string }>("query-migrate");
+  if (status.status !== undefined && ACTIVE.includes(status.status)) {
+    throw new Error(
+      `Cannot save the VM state: a migration is already ${status.status}`,
+    );
+  }
+  const caps = await qmp.execute<Capability[]>("query-migrate-capabilities");
+  const params = await qmp.execute<Record<string, unknown>>(
+    "query-migrate-parameters",
+  );
+  const had = (name: string) =>
+    caps.find((c) => c.capability === name)?.state ?? false;
+  if (!caps.some((c) => c.capability === "background-snapshot")) {
+    throw new Error(
+      "Cannot save the VM state: this QEMU has no background-snapshot migration (QEMU 6.0 or newer needed); back up without --vmstate",
+    );
+  }
+  const bandwidth = Number(params["max-bandwidth"] ?? 134217728);
+  const marker = `${run.tag}-mig-bs${had("background-snapshot") ? 1 : 0}-ev${
+    had("events") ? 1 : 0
+  }-bw${bandwidth}`;
+  await qmp.execute("object-add", {
+    "qom-type": "secret",
+    id: marker,
+    data: "vmabak",
+  });
+  const undo = () => restoreSettings(qmp, marker);
+  try {
+    await qmp.execute("migrate-set-capabilities", {
+      capabilities: [
+        { capability: "background-snapshot", state: true },
+        { capability: "events", state: true },
+      ],
+    });
+  } catch (error) {
+    await undo();
+    const reason = (error as Error).message.replace(
+      /^Cannot run QMP command [^:]+: /,
+      "",
+    );
+    const kernel = /host kernel|userfault/i.test(reason);
+    throw new Error(
+      `Cannot save the VM state: QEMU refused a background snapshot (${reason})${
+        kernel ? "; the host kernel lacks userfaultfd write-protection" : ""
+      }; back up without --vmstate`,
+      { cause: error },
+    );
+  }
+  await qmp.execute("migrate-set-parameters", {
+    "max-bandwidth": 100 * 1024 ** 3,
+  });
+  return undo;
+}
+
+/** Whether `id` names a settings marker of vmabak's. */
+export function isSettingsMarker(id: string): boolean {
+  return MARKER.test(id);
+}
+
+/**
+ * Puts back the settings recorded in a marker (cancelling a migration still
+ * running and waiting until it stopped) and deletes the marker.
+ */
+export async function restoreSettings(
+  qmp: QmpClient,
+  marker: string,
+): Promise<void> {
+  const m = MARKER.exec(marker);
+  if (m === null) {
+    throw new Error(`Cannot restore migration settings: bad marker ${marker}`);
+  }
+  for (let i = 0; i < 200; i++) {
+    const s = await qmp.execute<{ status?: string }>("query-migrate");
+    if (s.status === undefined || !ACTIVE.includes(s.status)) break;
+    if (s.status !== "cancelling") {
+      await qmp.execute("migrate_cancel").catch(() => {});
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  await qmp.execute("migrate-set-parameters", {
+    "max-bandwidth": Number(m[3]),
+  });
+  await qmp.execute("migrate-set-capabilities", {
+    capabilities: [
+      { capability: "background-snapshot", state: m[1] === "1" },
+      { capability: "events", state: m[2] === "1" },
+    ],
+  });
+  await qmp.execute("object-del", { id: marker });
+}
