@@ -1,5 +1,6 @@
 import { FileReader } from "./file_reader.ts";
 import { type ByteReader, ExactReader } from "./read_exact.ts";
+import { fsReason } from "./safe_file.ts";
 import { maybeDecompress } from "./zstd.ts";
 import { looksLikeZstd, ZSTD_MAGIC_SIZE } from "./zstd_format.ts";
 
@@ -47,6 +48,12 @@ export async function openArchiveByteReader(
   return new ExactReader(await maybeDecompress(file.readable));
 }
 
+async function openArchiveFile(
+  path: string,
+): Promise<ReadableStream<Uint8Array>> {
+  return (await openArchiveFileHandle(path)).readable;
+}
+
 /** Opens an archive file for reading; refuses a directory. */
 export async function openArchiveFileHandle(
   path: string,
@@ -66,18 +73,7 @@ export async function openArchiveFileHandle(
   }
 }
 
-async function openArchiveFile(
-  path: string,
-): Promise<ReadableStream<Uint8Array>> {
-  return (await openArchiveFileHandle(path)).readable;
-}
-
 /** The short reason of a file system error, without Deno's call details. */
 export function describeFsError(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) return "no such file or directory";
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (error instanceof Deno.errors.AlreadyExists) return "it already exists";
-  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/:? *\(os error \d+\).*$/, "").replace(/,.*$/, "");
+  return fsReason(error);
 }

@@ -11,7 +11,15 @@ import {
   VMA_MD5_SIZE,
   VMA_UUID_SIZE,
 } from "./format.ts";
-import { isVmstate, md5, type VmaDevice, type VmaHeader } from "./header.ts";
+import { ClusterSet } from "./cluster_set.ts";
+import {
+  checkDeviceSizes,
+  isVmstate,
+  md5,
+  type VmaDevice,
+  type VmaHeader,
+} from "./header.ts";
+import { printable } from "../text/escape.ts";
 
 /** One used slot of an extent header. */
 export interface ExtentSlot {
@@ -36,7 +44,7 @@ export interface MissingCluster {
 export class ExtentChecker {
   readonly header: VmaHeader;
   #devices: Map<number, VmaDevice>;
-  #seen = new Map<number, Uint8Array>();
+  #seen = new Map<number, ClusterSet>();
   /** Disks whose archive holds only some clusters: one bit per cluster it must hold. */
   #expected = new Map<number, Uint8Array>();
   #nextVmstate = new Map<number, number>();
@@ -44,14 +52,19 @@ export class ExtentChecker {
   constructor(header: VmaHeader) {
     this.header = header;
     this.#devices = new Map(header.devices.map((d) => [d.id, d]));
-    for (const dev of header.devices) {
+  }
+
+  /**
+   * Throws for a device whose data cannot be read (a size past what a VMA
+   * archive can address); listing the header needs no such check. Every
+   * other method calls it first.
+   */
+  checkReadable(): void {
+    if (this.#seen.size + this.#nextVmstate.size > 0) return;
+    checkDeviceSizes(this.header);
+    for (const dev of this.header.devices) {
       if (isVmstate(dev)) this.#nextVmstate.set(dev.id, 0);
-      else {
-        this.#seen.set(
-          dev.id,
-          new Uint8Array(Math.ceil(clusterCount(dev.size) / 8)),
-        );
-      }
+      else this.#seen.set(dev.id, new ClusterSet(clusterCount(dev.size)));
     }
   }
 
@@ -61,8 +74,9 @@ export class ExtentChecker {
    * is checked against this set instead of the whole disk.
    */
   expectClusters(devId: number, bits: Uint8Array): void {
+    this.checkReadable();
     const seen = this.#seen.get(devId);
-    if (seen === undefined || bits.length !== seen.length) {
+    if (seen === undefined || bits.length !== Math.ceil(seen.count / 8)) {
       throw new VmaError(
         `Cannot expect clusters of device ${devId}: no such disk or wrong set size`,
       );
@@ -83,6 +97,7 @@ export class ExtentChecker {
     head: Uint8Array,
     where: string,
   ): { slots: ExtentSlot[]; blockCount: number } {
+    this.checkReadable();
     const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
     if (dv.getUint32(VMA_EXTENT.magic) !== VMA_EXTENT_MAGIC) {
       throw new VmaError(`Cannot read ${where}: wrong extent magic`);
@@ -140,17 +155,19 @@ export class ExtentChecker {
 
   /** After the last extent: disk clusters never seen, the first per device. */
   missingClusters(): MissingCluster[] {
+    this.checkReadable();
     const missing: MissingCluster[] = [];
     for (const dev of this.header.devices) {
       const seen = this.#seen.get(dev.id);
       if (seen === undefined) continue;
-      const n = clusterCount(dev.size);
       const expected = this.#expected.get(dev.id);
-      for (let c = 0; c < n; c++) {
-        if (
-          !(seen[c >>> 3]! & (1 << (c & 7))) &&
-          (expected === undefined || expected[c >>> 3]! & (1 << (c & 7)))
-        ) {
+      if (expected === undefined) {
+        const c = seen.firstMissing();
+        if (c >= 0) missing.push({ device: dev, cluster: c });
+        continue;
+      }
+      for (let c = 0; c < seen.count; c++) {
+        if (!seen.has(c) && expected[c >>> 3]! & (1 << (c & 7))) {
           missing.push({ device: dev, cluster: c });
           break;
         }
@@ -164,7 +181,9 @@ export class ExtentChecker {
     const first = this.missingClusters()[0];
     if (first !== undefined) {
       throw new VmaError(
-        `Cannot verify archive: detected missing cluster ${first.cluster} for stream ${first.device.name}`,
+        `Cannot verify archive: detected missing cluster ${first.cluster} for stream ${
+          printable(first.device.name, 80)
+        }`,
       );
     }
   }
@@ -173,6 +192,11 @@ export class ExtentChecker {
     const next = this.#nextVmstate.get(device.id)!;
     if (cluster !== next) {
       throw new VmaError(`Cannot read ${at}: found out of order vmstate data`);
+    }
+    if (next * VMA_CLUSTER_SIZE >= device.size) {
+      throw new VmaError(
+        `Cannot read ${at}: vmstate data beyond its recorded size (${device.size} bytes)`,
+      );
     }
     this.#nextVmstate.set(device.id, next + 1);
   }
@@ -184,14 +208,15 @@ export class ExtentChecker {
     at: string,
   ): void {
     const seen = this.#seen.get(device.id)!;
-    if (cluster >= clusterCount(device.size)) {
+    const name = () => printable(device.name, 80);
+    if (cluster >= seen.count) {
       throw new VmaError(
-        `Cannot read ${at}: cluster beyond the end of ${device.name} (${device.size} bytes)`,
+        `Cannot read ${at}: cluster beyond the end of ${name()} (${device.size} bytes)`,
       );
     }
-    if (seen[cluster >>> 3]! & (1 << (cluster & 7))) {
+    if (seen.has(cluster)) {
       throw new VmaError(
-        `Cannot read ${at}: found duplicated cluster ${cluster} for stream ${device.name}`,
+        `Cannot read ${at}: found duplicated cluster ${cluster} for stream ${name()}`,
       );
     }
     const expected = this.#expected.get(device.id);
@@ -200,10 +225,10 @@ export class ExtentChecker {
       !(expected[cluster >>> 3]! & (1 << (cluster & 7)))
     ) {
       throw new VmaError(
-        `Cannot read ${at}: cluster ${cluster} of ${device.name} is not in the archive's recorded set`,
+        `Cannot read ${at}: cluster ${cluster} of ${name()} is not in the archive's recorded set`,
       );
     }
-    seen[cluster >>> 3]! |= 1 << (cluster & 7);
+    seen.add(cluster);
     const end = Math.floor(device.size / 512) * 512;
     for (let j = 0; j < 16; j++) {
       if (
@@ -211,7 +236,7 @@ export class ExtentChecker {
         cluster * VMA_CLUSTER_SIZE + j * VMA_BLOCK_SIZE >= end
       ) {
         throw new VmaError(
-          `Cannot read ${at}: got wrong block address - write beyond end of ${device.name}`,
+          `Cannot read ${at}: got wrong block address - write beyond end of ${name()}`,
         );
       }
     }

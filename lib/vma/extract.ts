@@ -1,15 +1,22 @@
-import { describeFsError } from "../io/input.ts";
-import { writeAll } from "../io/sink.ts";
+import {
+  createExclusive,
+  errorCode,
+  FileError,
+  fileError,
+  makePrivateDir,
+  writeAllTo,
+  writeFileExclusive,
+} from "../io/safe_file.ts";
 import { VmaError } from "./errors.ts";
 import {
   VMA_BLOCK_SIZE,
   VMA_CLUSTER_SIZE,
   VMA_VMSTATE_NAME,
 } from "./format.ts";
-import type { VmaDevice, VmaHeader } from "./header.ts";
-import { checkSafeName } from "./names.ts";
+import { checkDeviceSizes, type VmaDevice, type VmaHeader } from "./header.ts";
+import { checkFileNameLength, checkSafeName } from "./names.ts";
 import type { ExtentSlot, VmaReader } from "./reader.ts";
-import { RunWriter, ZERO_BLOCK } from "./run_writer.ts";
+import { type RunTarget, RunWriter, ZERO_BLOCK } from "./run_writer.ts";
 
 export interface ExtractResult {
   files: string[];
@@ -33,58 +40,74 @@ export interface ExtractCluster {
 }
 
 /**
- * The files of an extraction into a new directory: disks as sparse raw files
- * (zero blocks stay holes), the vmstate stream as `vmstate.bin` (every byte,
- * in order), configs under their names. Names are checked before the
- * directory is made, so nothing is written outside it.
+ * Checks, before anything is written, that every entry of an archive can
+ * become a file in a target directory: safe names, short enough for file
+ * systems, no two alike, sizes an archive can address. Returns the device
+ * file names in device order.
+ */
+export function planExtract(header: VmaHeader): string[] {
+  checkDeviceSizes(header);
+  for (const c of header.configs) {
+    checkFileNameLength(checkSafeName(c.name, "config"), "config");
+  }
+  const names = header.devices.map((d) =>
+    checkFileNameLength(deviceFileName(d.name), "device")
+  );
+  const all = [...header.configs.map((c) => c.name), ...names];
+  if (new Set(all).size !== all.length) {
+    throw new VmaError(
+      "Cannot extract archive: two entries have the same file name",
+    );
+  }
+  return names;
+}
+
+/**
+ * The files of an extraction into a new directory, made 0700: disks as
+ * sparse raw files (zero blocks stay holes), the vmstate stream as
+ * `vmstate.bin` (every byte, in order), configs under their names, all
+ * created exclusively with mode 0600 (`safe_file.ts`). Names are checked
+ * before the directory is made, so nothing is written outside it; every
+ * disk file is sized before any data is written, so a size the file system
+ * cannot hold fails at once, and the new directory is removed.
  */
 export class ExtractTarget {
   readonly files: string[];
   clusters = 0;
   storedBytes = 0;
-  #header: VmaHeader;
-  #open = new Map<number, Deno.FsFile>();
+  #open = new Map<number, RunTarget>();
   #runs = new RunWriter();
 
-  private constructor(header: VmaHeader, files: string[]) {
-    this.#header = header;
+  private constructor(files: string[]) {
     this.files = files;
   }
 
-  /** Checks the names, makes `dir` (which must not exist), writes the configs, opens the files. */
+  /** Checks the names, makes `dir` (which must not exist), writes the configs, opens and sizes the files. */
   static async create(header: VmaHeader, dir: string): Promise<ExtractTarget> {
-    for (const c of header.configs) checkSafeName(c.name, "config");
-    const names = header.devices.map((d) => deviceFileName(d.name));
-    const all = [...header.configs.map((c) => c.name), ...names];
-    if (new Set(all).size !== all.length) {
-      throw new VmaError(
-        "Cannot extract archive: two entries have the same file name",
-      );
-    }
+    const names = planExtract(header);
+    await makePrivateDir(dir, "target directory");
+    const target = new ExtractTarget([
+      ...header.configs.map((c) => c.name),
+      ...names,
+    ]);
     try {
-      await Deno.mkdir(dir);
-    } catch (error) {
-      throw new VmaError(
-        `Cannot extract into ${dir}: ${describeFsError(error)}`,
-        { cause: error },
-      );
-    }
-    for (const c of header.configs) {
-      await Deno.writeFile(`${dir}/${c.name}`, c.data, { createNew: true });
-    }
-    const target = new ExtractTarget(header, all);
-    try {
+      for (const c of header.configs) {
+        await writeFileExclusive(`${dir}/${c.name}`, c.data, {
+          what: "config",
+        });
+      }
       for (const [i, d] of header.devices.entries()) {
-        target.#open.set(
-          d.id,
-          await Deno.open(`${dir}/${names[i]}`, {
-            write: true,
-            createNew: true,
-          }),
-        );
+        const path = `${dir}/${names[i]}`;
+        const vmstate = d.name === VMA_VMSTATE_NAME;
+        const what = vmstate ? "vmstate" : "disk image";
+        const file = await createExclusive(path, { what });
+        target.#open.set(d.id, { file, where: { what, path } });
+        if (!vmstate) await sizeFile(file, path, d.size);
       }
     } catch (error) {
+      // Nothing but empty files yet: leave no trace.
       target.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw error;
     }
     return target;
@@ -92,14 +115,14 @@ export class ExtractTarget {
 
   /** Writes one cluster; `ev.device` is a device of this target's header. */
   async write(ev: ExtractCluster): Promise<void> {
-    const file = this.#open.get(ev.device.id)!;
+    const { file, where } = this.#open.get(ev.device.id)!;
     this.clusters++;
     if (ev.device.name === VMA_VMSTATE_NAME) {
-      await writeAll(file, ev.data);
+      await writeAllTo(file, ev.data, where);
       this.storedBytes += ev.data.length;
       return;
     }
-    this.#disk(file, ev.device, ev.cluster, ev.mask, ev.data, -1);
+    this.#disk(this.#open.get(ev.device.id)!, ev, ev.data, -1);
     this.#runs.flush(); // ev.data is reused by the caller
   }
 
@@ -111,27 +134,21 @@ export class ExtractTarget {
   writeExtent(slots: ExtentSlot[], data: Uint8Array): void {
     let block = 0;
     for (const slot of slots) {
-      const file = this.#open.get(slot.device.id)!;
+      const target = this.#open.get(slot.device.id)!;
       this.clusters++;
       if (slot.device.name === VMA_VMSTATE_NAME) {
         // Every byte, zero blocks included, in order.
         const base = slot.cluster * VMA_CLUSTER_SIZE;
         for (let j = 0; j < 16; j++) {
           const at = base + j * VMA_BLOCK_SIZE;
-          if ((slot.mask >>> j) & 1) this.#runs.add(file, at, data, block++, 1);
-          else this.#runs.add(file, at, ZERO_BLOCK, 0, 1);
+          if ((slot.mask >>> j) & 1) {
+            this.#runs.add(target, at, data, block++, 1);
+          } else this.#runs.add(target, at, ZERO_BLOCK, 0, 1);
         }
         this.storedBytes += VMA_CLUSTER_SIZE;
         continue;
       }
-      block = this.#disk(
-        file,
-        slot.device,
-        slot.cluster,
-        slot.mask,
-        data,
-        block,
-      );
+      block = this.#disk(target, slot, data, block);
     }
     this.#runs.flush();
   }
@@ -143,25 +160,30 @@ export class ExtractTarget {
    * after them.
    */
   #disk(
-    file: Deno.FsFile,
-    device: VmaDevice,
-    cluster: number,
-    mask: number,
+    target: RunTarget,
+    slot: ExtentSlot,
     data: Uint8Array,
     block: number,
   ): number {
-    const base = cluster * VMA_CLUSTER_SIZE;
-    const valid = Math.min(VMA_CLUSTER_SIZE, device.size - base);
+    const base = slot.cluster * VMA_CLUSTER_SIZE;
+    const valid = Math.min(VMA_CLUSTER_SIZE, slot.device.size - base);
     for (let j = 0; j < 16;) {
-      if (!((mask >>> j) & 1)) {
+      if (!((slot.mask >>> j) & 1)) {
         j++;
         continue;
       }
       let k = j;
-      while (k < 16 && (mask >>> k) & 1) k++;
+      while (k < 16 && (slot.mask >>> k) & 1) k++;
       const bytes = Math.min(k * VMA_BLOCK_SIZE, valid) - j * VMA_BLOCK_SIZE;
       const from = block < 0 ? j : block;
-      this.#runs.add(file, base + j * VMA_BLOCK_SIZE, data, from, k - j, bytes);
+      this.#runs.add(
+        target,
+        base + j * VMA_BLOCK_SIZE,
+        data,
+        from,
+        k - j,
+        bytes,
+      );
       this.storedBytes += bytes;
       if (block >= 0) block += k - j;
       j = k;
@@ -169,13 +191,8 @@ export class ExtractTarget {
     return block;
   }
 
-  /** Sets every disk file to its device's size and makes every file durable. */
+  /** Makes every written file durable; the result (disk files were sized when created). */
   async finish(): Promise<ExtractResult> {
-    for (const d of this.#header.devices) {
-      if (d.name !== VMA_VMSTATE_NAME) {
-        await this.#open.get(d.id)!.truncate(d.size);
-      }
-    }
     await this.#runs.sync();
     return {
       files: this.files,
@@ -190,7 +207,7 @@ export class ExtractTarget {
   }
 
   close(): void {
-    for (const f of this.#open.values()) f.close();
+    for (const f of this.#open.values()) f.file.close();
     this.#open.clear();
   }
 }
@@ -217,5 +234,27 @@ export async function extractArchive(
   } finally {
     await target.settle();
     target.close();
+  }
+}
+
+/** Gives a new disk file its final (sparse) length: EFBIG shows here, not half-way. */
+async function sizeFile(
+  file: Deno.FsFile,
+  path: string,
+  size: number,
+): Promise<void> {
+  try {
+    await file.truncate(size);
+  } catch (error) {
+    if (errorCode(error) === "EFBIG") {
+      throw new FileError(
+        "create",
+        "disk image",
+        path,
+        `${size} bytes is larger than the file system allows for one file`,
+        { cause: error },
+      );
+    }
+    throw fileError("create", "disk image", path, error);
   }
 }

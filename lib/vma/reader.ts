@@ -16,10 +16,10 @@ import {
   VMA_HEADER,
 } from "./format.ts";
 import {
+  type DecodedVmaHeader,
   decodeHeader,
   decodeHeaderSize,
   type VmaDevice,
-  type VmaHeader,
 } from "./header.ts";
 
 export type { ExtentSlot, MissingCluster } from "./extent_check.ts";
@@ -51,13 +51,13 @@ export interface VmaExtentEvent {
  * naming the extent, device and cluster.
  */
 export class VmaReader {
-  readonly header: VmaHeader;
+  readonly header: DecodedVmaHeader;
   #input: ByteReader;
   #checker: ExtentChecker;
   #cluster = new Uint8Array(VMA_CLUSTER_SIZE);
   #ended = false;
 
-  private constructor(input: ByteReader, header: VmaHeader) {
+  private constructor(input: ByteReader, header: DecodedVmaHeader) {
     this.#input = input;
     this.header = header;
     this.#checker = new ExtentChecker(header);
@@ -94,6 +94,11 @@ export class VmaReader {
     }
   }
 
+  /** See `ExtentChecker.checkReadable` (sizes an archive can address). */
+  checkReadable(): void {
+    this.#checker.checkReadable();
+  }
+
   /** See `ExtentChecker.expectClusters` (an incremental archive's disks). */
   expectClusters(devId: number, bits: Uint8Array): void {
     this.#checker.expectClusters(devId, bits);
@@ -109,6 +114,7 @@ export class VmaReader {
     if (this.#ended) throw new VmaError("Cannot read clusters: already read");
     this.#ended = true;
     try {
+      this.checkReadable();
       for (let extent = 0;; extent++) {
         const offset = this.#input.position;
         const head = await this.#input.readRecord(

@@ -1,4 +1,11 @@
+import { fileError, writeAllToSync } from "../io/safe_file.ts";
 import { VMA_BLOCK_SIZE } from "./format.ts";
+
+/** An open output file and how errors name it. */
+export interface RunTarget {
+  file: Deno.FsFile;
+  where: { what: string; path: string };
+}
 
 /** A block of zeros, as a source for runs. */
 export const ZERO_BLOCK = new Uint8Array(VMA_BLOCK_SIZE);
@@ -12,10 +19,10 @@ const WRITEBACK_BYTES = 64 << 20;
  * Sync calls: an async call costs ~30 µs, more than writing a 4 KiB block.
  */
 export class RunWriter {
-  #file: Deno.FsFile | undefined;
+  #file: RunTarget | undefined;
   /** Bytes written since the last background flush was started, per file. */
-  #dirty = new Map<Deno.FsFile, number>();
-  #syncing = new Map<Deno.FsFile, Promise<void>>();
+  #dirty = new Map<RunTarget, number>();
+  #syncing = new Map<RunTarget, Promise<void>>();
   #syncError: unknown;
   #source: Uint8Array = ZERO_BLOCK;
   #fileAt = 0;
@@ -24,7 +31,7 @@ export class RunWriter {
 
   /** Blocks `[block, block + count)` of `source` go to `at`; `bytes` cuts the last one. */
   add(
-    file: Deno.FsFile,
+    target: RunTarget,
     at: number,
     source: Uint8Array,
     block: number,
@@ -33,14 +40,14 @@ export class RunWriter {
   ): void {
     const from = block * VMA_BLOCK_SIZE;
     if (
-      file === this.#file && source === this.#source && from === this.#to &&
+      target === this.#file && source === this.#source && from === this.#to &&
       at === this.#fileAt + (this.#to - this.#from)
     ) {
       this.#to += bytes;
       return;
     }
     this.flush();
-    this.#file = file;
+    this.#file = target;
     this.#source = source;
     this.#fileAt = at;
     this.#from = from;
@@ -48,13 +55,17 @@ export class RunWriter {
   }
 
   flush(): void {
-    const file = this.#file;
-    if (file === undefined) return;
+    const target = this.#file;
+    if (target === undefined) return;
     this.#file = undefined;
-    file.seekSync(this.#fileAt, Deno.SeekMode.Start);
     const bytes = this.#source.subarray(this.#from, this.#to);
-    let done = 0;
-    while (done < bytes.length) done += file.writeSync(bytes.subarray(done));
+    try {
+      target.file.seekSync(this.#fileAt, Deno.SeekMode.Start);
+    } catch (error) {
+      throw fileError("write", target.where.what, target.where.path, error);
+    }
+    writeAllToSync(target.file, bytes, target.where);
+    const file = target;
     const dirty = (this.#dirty.get(file) ?? 0) + bytes.length;
     this.#dirty.set(file, dirty);
     if (dirty >= WRITEBACK_BYTES && !this.#syncing.has(file)) {
@@ -62,8 +73,13 @@ export class RunWriter {
       // on: the final flush then has little left (sync included, this halves
       // a restore's time on a host that writes back lazily).
       this.#dirty.set(file, 0);
-      const p = file.syncData().catch((error) => {
-        this.#syncError ??= error;
+      const p = file.file.syncData().catch((error) => {
+        this.#syncError ??= fileError(
+          "write",
+          file.where.what,
+          file.where.path,
+          error,
+        );
       }).finally(() => this.#syncing.delete(file));
       this.#syncing.set(file, p);
     }
@@ -74,7 +90,13 @@ export class RunWriter {
     this.flush();
     await this.settle();
     if (this.#syncError !== undefined) throw this.#syncError;
-    for (const file of this.#dirty.keys()) await file.syncData();
+    for (const { file, where } of this.#dirty.keys()) {
+      try {
+        await file.syncData();
+      } catch (error) {
+        throw fileError("write", where.what, where.path, error);
+      }
+    }
   }
 
   /** Waits for background flushes to end (before the files are closed). */
