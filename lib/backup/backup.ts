@@ -150,6 +150,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       ? new PushPath(ctx, {
         ...(options.speed ? { speed: options.speed } : {}),
         ...(options.maxWorkers ? { maxWorkers: options.maxWorkers } : {}),
+        holdJobs: vmstate,
       })
       : new PullPath(ctx, {
         dir: fleecingDir,
@@ -168,6 +169,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       snapshot: () => path.snapshot(),
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
+    await path.afterInstant();
     options.onStarted?.({ disks: disks.map((d) => d.name), privateDir });
 
     // Copy: every cluster of every disk into the archive.

@@ -55,6 +55,10 @@ export class PullPath implements DataPath {
     }
   }
 
+  afterInstant(): Promise<void> {
+    return Promise.resolve();
+  }
+
   async copy(onProgress: () => void): Promise<void> {
     const ctx = this.#ctx;
     let last = 0;
