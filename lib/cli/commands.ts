@@ -5,6 +5,7 @@ import { configCommand } from "./config.ts";
 import { createCommand } from "./create.ts";
 import { extractCommand } from "./extract.ts";
 import { listCommand } from "./list.ts";
+import { mergeCommand } from "./merge.ts";
 import { restoreCommand } from "./restore.ts";
 import { resumeCommand } from "./resume.ts";
 import { verifyCommand } from "./verify.ts";
@@ -20,6 +21,7 @@ export const COMMANDS: readonly Command[] = [
   configCommand,
   verifyCommand,
   extractCommand,
+  mergeCommand,
   restoreCommand,
   resumeCommand,
   cleanupCommand,

@@ -3,6 +3,7 @@ import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { formatUuid, VMA_VMSTATE_NAME } from "../vma/format.ts";
 import type { VmaHeader } from "../vma/header.ts";
+import { type IncrementalInfo, readIncremental } from "../chain/incremental.ts";
 
 const USAGE = "vmabak list ARCHIVE [--json]";
 
@@ -49,7 +50,31 @@ export function listLines(h: VmaHeader): string[] {
   return lines;
 }
 
+/** What `list` adds for an incremental archive, after Proxmox's lines. */
+export function incrementalLines(h: VmaHeader, inc: IncrementalInfo): string[] {
+  const r = inc.record;
+  const lines = [
+    `INCREMENTAL: ${r.index} of full ${r.full} base ${r.base} uuid ${
+      formatUuid(h.uuid)
+    }`,
+  ];
+  for (const d of h.devices) {
+    const set = inc.sets.get(d.id);
+    if (set === undefined) continue;
+    lines.push(
+      `CHANGED: dev_id=${d.id} clusters: ${set.count} of ${set.size} devname: ${d.name}`,
+    );
+  }
+  lines.push(
+    "NOTE: an incremental archive: Proxmox's vma cannot restore it; " +
+      "'vmabak merge FULL INC... -o OUT.vma' makes a full archive it accepts, " +
+      "'vmabak extract THIS --base PREV... DIR' restores the chain",
+  );
+  return lines;
+}
+
 export function listJson(h: VmaHeader): unknown {
+  const inc = readIncremental(h);
   return {
     uuid: formatUuid(h.uuid),
     ctime: h.ctime,
@@ -59,7 +84,15 @@ export function listJson(h: VmaHeader): unknown {
       name: d.name,
       size: d.size,
       vmstate: d.name === VMA_VMSTATE_NAME,
+      ...(inc?.sets.has(d.id)
+        ? { changedClusters: inc.sets.get(d.id)!.count }
+        : {}),
     })),
+    incremental: inc === null ? null : {
+      index: inc.record.index,
+      base: inc.record.base,
+      full: inc.record.full,
+    },
   };
 }
 
@@ -78,6 +111,12 @@ export const listCommand: Command = {
     const header = await readArchiveHeader(positionals[0]!, ctx);
     if (values.json) {
       ctx.out.line(JSON.stringify(listJson(header), null, 2));
-    } else for (const line of listLines(header)) ctx.out.line(line);
+    } else {
+      for (const line of listLines(header)) ctx.out.line(line);
+      const inc = readIncremental(header);
+      if (inc !== null) {
+        for (const line of incrementalLines(header, inc)) ctx.out.line(line);
+      }
+    }
   },
 };

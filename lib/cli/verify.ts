@@ -2,6 +2,8 @@ import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { formatUuid } from "../vma/format.ts";
+import { makeLink } from "../chain/chain.ts";
+import { expectRecordedClusters } from "../chain/replay.ts";
 
 const USAGE = "vmabak verify ARCHIVE [-v]";
 
@@ -18,6 +20,16 @@ export const verifyCommand: Command = {
       usage: USAGE,
     });
     const reader = await openArchiveReader(positionals[0]!, ctx);
+    let link;
+    try {
+      link = makeLink(positionals[0]!, reader.header);
+    } catch (error) {
+      await reader.close();
+      throw error;
+    }
+    // An incremental must hold exactly its recorded clusters.
+    expectRecordedClusters(reader, link);
+    const inc = link.incremental;
     const perDevice = new Map<
       number,
       { clusters: number; zero: number; stored: number }
@@ -41,15 +53,25 @@ export const verifyCommand: Command = {
     reader.checkComplete();
     if (values.verbose) {
       ctx.stderr.line(
-        `archive ${formatUuid(reader.header.uuid)}: ${extents} extents`,
+        `archive ${formatUuid(reader.header.uuid)}: ${extents} extents${
+          inc === null
+            ? ""
+            : `, incremental ${inc.record.index} of full ${inc.record.full}, base ${inc.record.base}`
+        }`,
       );
       for (const d of reader.header.devices) {
         const s = perDevice.get(d.id)!;
         ctx.stderr.line(
-          `device ${d.id} ${d.name}: ${d.size} bytes, ${s.clusters} clusters (${s.zero} all zero), ${s.stored} bytes stored`,
+          `device ${d.id} ${d.name}: ${d.size} bytes, ${s.clusters}${
+            inc?.sets.has(d.id) ? ` changed of ${inc.sets.get(d.id)!.size}` : ""
+          } clusters (${s.zero} all zero), ${s.stored} bytes stored`,
         );
       }
-      ctx.stderr.line("verify: archive is valid and complete");
+      ctx.stderr.line(
+        inc === null
+          ? "verify: archive is valid and complete"
+          : "verify: incremental archive is valid and holds exactly its recorded clusters; vmabak merge makes a full Proxmox accepts",
+      );
     }
   },
 };

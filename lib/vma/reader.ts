@@ -49,6 +49,8 @@ export class VmaReader {
   readonly header: VmaHeader;
   #input: ExactReader;
   #seen = new Map<number, Uint8Array>();
+  /** Disks whose archive holds only some clusters: one bit per cluster it must hold. */
+  #expected = new Map<number, Uint8Array>();
   #nextVmstate = new Map<number, number>();
   #cluster = new Uint8Array(VMA_CLUSTER_SIZE);
   #ended = false;
@@ -89,6 +91,21 @@ export class VmaReader {
       }
       throw error;
     }
+  }
+
+  /**
+   * Declares that a disk holds exactly the clusters whose bits are set (an
+   * incremental archive): any other cluster is an error, and completeness
+   * is checked against this set instead of the whole disk.
+   */
+  expectClusters(devId: number, bits: Uint8Array): void {
+    const seen = this.#seen.get(devId);
+    if (seen === undefined || bits.length !== seen.length) {
+      throw new VmaError(
+        `Cannot expect clusters of device ${devId}: no such disk or wrong set size`,
+      );
+    }
+    this.#expected.set(devId, bits);
   }
 
   /** Stops reading the input (for commands that only need the header). */
@@ -173,8 +190,12 @@ export class VmaReader {
       const seen = this.#seen.get(dev.id);
       if (seen === undefined) continue;
       const n = clusterCount(dev.size);
+      const expected = this.#expected.get(dev.id);
       for (let c = 0; c < n; c++) {
-        if (!(seen[c >>> 3]! & (1 << (c & 7)))) {
+        if (
+          !(seen[c >>> 3]! & (1 << (c & 7))) &&
+          (expected === undefined || expected[c >>> 3]! & (1 << (c & 7)))
+        ) {
           missing.push({ device: dev, cluster: c });
           break;
         }
@@ -253,6 +274,15 @@ export class VmaReader {
         if (seen[info.cluster >>> 3]! & (1 << (info.cluster & 7))) {
           throw new VmaError(
             `Cannot read ${at}: found duplicated cluster ${info.cluster} for stream ${device.name}`,
+          );
+        }
+        const expected = this.#expected.get(device.id);
+        if (
+          expected !== undefined &&
+          !(expected[info.cluster >>> 3]! & (1 << (info.cluster & 7)))
+        ) {
+          throw new VmaError(
+            `Cannot read ${at}: cluster ${info.cluster} of ${device.name} is not in the archive's recorded set`,
           );
         }
         seen[info.cluster >>> 3]! |= 1 << (info.cluster & 7);
