@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- tests print what they measured
 /** `vmabak backup` in pull mode (the default), against real QEMU 7.2. */
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- tests print what they measured
 /**
  * `backup --vmstate` when things go wrong: a slow consumer (the pause stays
  * short), a run killed mid-way (the next one works), a paused VM (stays

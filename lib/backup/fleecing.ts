@@ -91,7 +91,18 @@ export async function createFleecingImage(
 }
 
 /** Names of what one disk's fleecing adds. */
-export function fleecingNames(ctx: Pick<BackupContext, "run">, i: number) {
+export interface FleecingNames {
+  fleece: string;
+  cbw: string;
+  acc: string;
+  exportId: string;
+  exportName: string;
+}
+
+export function fleecingNames(
+  ctx: Pick<BackupContext, "run">,
+  i: number,
+): FleecingNames {
   return {
     fleece: nameFor(ctx, `fleece${i}`),
     cbw: nameFor(ctx, `cbw${i}`),

@@ -1,20 +1,20 @@
 /** Checks shared by the backup tests: the VM is clean, archives equal the truth, fleecing files are gone. */
 import assert from "node:assert/strict";
-import type { TestVm } from "./qemu_vm.ts";
+import type { DiskSpec, TestVm } from "./qemu_vm.ts";
 import { MAIN, run, vmabak } from "./run.ts";
 
 export const MiB = 1024 * 1024;
 
 /** Two disks: raw of an odd size with data, zeros and a hole; qcow2 with large holes. */
-export function twoDisks() {
+export function twoDisks(): DiskSpec[] {
   return [
     {
-      format: "raw" as const,
+      format: "raw",
       size: 40 * MiB + 3 * 4096 + 512,
       fill: ["write -P 0x11 0 8M", "write -z 8M 4M", "write -P 0x22 30M 2M"],
     },
     {
-      format: "qcow2" as const,
+      format: "qcow2",
       size: 24 * MiB,
       fill: ["write -P 0x33 0 1M", "write -P 0x44 20M 1M"],
     },
@@ -22,7 +22,10 @@ export function twoDisks() {
 }
 
 /** No job, export or node of vmabak's; every device on its original node; the VM in `status`. */
-export async function assertVmClean(vm: TestVm, status = "running") {
+export async function assertVmClean(
+  vm: TestVm,
+  status = "running",
+): Promise<void> {
   assert.deepEqual(await vm.monitor.execute("query-block-jobs"), []);
   assert.deepEqual(await vm.monitor.execute("query-block-exports"), []);
   const nodes = await vm.monitor.execute<{ "node-name": string }[]>(
@@ -47,7 +50,7 @@ export async function assertArchiveEquals(
   archive: string,
   truth: string[],
   names: string[],
-) {
+): Promise<void> {
   const out = `${archive}.out`;
   const x = await vmabak(["extract", archive, out]);
   assert.equal(x.code, 0, x.stderr);
