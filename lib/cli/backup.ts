@@ -51,6 +51,7 @@ export const backupCommand: Command = {
       zstd: { type: "string" },
       mode: { type: "string" },
       "fleecing-dir": { type: "string" },
+      "no-trim": { type: "boolean" },
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
@@ -117,6 +118,7 @@ export const backupCommand: Command = {
         onProgress,
         vmstate: values.vmstate === true,
         mode,
+        ...(values["no-trim"] === true ? { trim: false } : {}),
         ...(typeof values["fleecing-dir"] === "string"
           ? { fleecingDir: values["fleecing-dir"] }
           : {}),
