@@ -109,7 +109,10 @@ for (const mode of ["pull", "push"]) {
           } ms`,
         );
         assert.ok(paused < 1000, `paused ${paused} ms`);
-        assert.ok(statusMs < 1000);
+        // In push mode the guest's own writes wait on the consumer (that is
+        // push's trade-off), and QEMU's main loop with them: only pull
+        // promises a monitor that answers at once during the copy.
+        if (mode === "pull") assert.ok(statusMs < 1000);
         await assertVmClean(vm);
         assert.deepEqual(vmabakFiles(vm.dir), []);
       } finally {
