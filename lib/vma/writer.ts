@@ -80,6 +80,16 @@ export class VmaWriter {
     this.#configs.push({ name, data });
   }
 
+  /** Replaces the data of a config added before (until `start()`), keeping its place. */
+  replaceConfig(name: string, data: Uint8Array): void {
+    this.#needState("setup", `replace config "${name}"`);
+    const config = this.#configs.find((c) => c.name === name);
+    if (config === undefined) {
+      throw new VmaError(`Cannot replace config "${name}": not added`);
+    }
+    config.data = data;
+  }
+
   addDevice(name: string, size: number): number {
     this.#needState("setup", `add device "${name}"`);
     if (name === "") throw new VmaError("Cannot add device: empty name");
