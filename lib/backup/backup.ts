@@ -12,7 +12,11 @@
 import type { ByteSink } from "../io/sink.ts";
 import { makePrivateDir } from "../nbd/private_dir.ts";
 import { QmpClient } from "../qmp/client.ts";
+import type { ClusterSet } from "../chain/cluster_set.ts";
+import { formatUuid, VMA_CLUSTER_SIZE } from "../vma/format.ts";
+import type { VmaHeader } from "../vma/header.ts";
 import { VmaWriter } from "../vma/writer.ts";
+import { planChanges, startIncremental } from "./changes.ts";
 import type { ClusterSink } from "./cluster_assembler.ts";
 import {
   type BackupContext,
@@ -28,6 +32,8 @@ import {
   type VmDescription,
 } from "./inventory.ts";
 import type { Progress } from "./progress.ts";
+import { cleanLeftovers } from "./leftovers.ts";
+import { PullPath } from "./pull.ts";
 import { PushPath } from "./push.ts";
 import { currentRun } from "./run_id.ts";
 import { VmstateCapture, vmstateSizeHint } from "./vmstate.ts";
@@ -39,10 +45,14 @@ export interface BackupOptions {
   sink: ByteSink;
   configs?: { name: string; data: Uint8Array }[];
   drives?: string[];
-  /** Data path; default "push". */
+  /** Data path; default "pull". */
   mode?: BackupMode;
-  /** Where temporary files (the spooled VM state) go; default the private directory. */
-  spoolDir?: string;
+  /** Where the fleecing images and the spooled VM state go; default /var/tmp. */
+  fleecingDir?: string;
+  /** Seconds a guest write may wait on a fleecing image before the snapshot breaks (default 30). */
+  cbwTimeout?: number;
+  /** Pull: TRIM what was stored (default true; off only to measure). */
+  trim?: boolean;
   /** Bytes per second for each job; 0 or absent: unlimited. */
   speed?: number;
   /** QEMU's copy workers per job (x-perf.max-workers): bounds data in flight. */
@@ -53,6 +63,12 @@ export interface BackupOptions {
   onStarted?: (info: { disks: string[]; privateDir: string }) => void;
   /** Also save RAM and device state (a background snapshot) of the same instant. */
   vmstate?: boolean;
+  /** Leave a dirty bitmap per disk for the next incremental (default true). */
+  track?: boolean;
+  /** An incremental: only what changed since this archive (the chain's last; pull mode). */
+  since?: { label: string; header: VmaHeader };
+  /** With `since`: take a full backup when the bitmaps cannot serve, instead of failing. */
+  orFull?: boolean;
 }
 
 export interface BackupResult {
@@ -65,12 +81,24 @@ export interface BackupResult {
   pausedMs?: number;
   /** With `vmstate`: the stream's size. */
   vmstate?: { bytes: number };
+  /** An incremental: changed clusters per disk name. */
+  incremental?: Record<string, number>;
+  /** Why `since` was not honoured (with `orFull`): this is a full backup. */
+  fullInstead?: string;
 }
 
 /** The name of the config that describes the VM. */
 export const VM_CONFIG_NAME = "vmabak.json";
 
+/** Disk-backed on most hosts, where $TMPDIR is often RAM. */
+export const DEFAULT_FLEECING_DIR = "/var/tmp";
+
 const encoder = new TextEncoder();
+
+/** Where the private directories of runs are made (Deno.makeTempDir's choice). */
+export function tempDir(): string {
+  return Deno.env.get("TMPDIR") ?? "/tmp";
+}
 
 /**
  * Backs up every disk of a running VM at one instant into a VMA archive
@@ -91,9 +119,12 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const qmp = await QmpClient.connect(options.qmpPath);
     stack.defer(() => qmp.close());
     const run = currentRun();
+    const fleecingDir = options.fleecingDir ?? DEFAULT_FLEECING_DIR;
+
+    // Leftovers of runs that were killed go first; a live run is refused.
+    await cleanLeftovers(qmp, { self: run, dirs: [fleecingDir, tempDir()] });
 
     // Inventory: what the VM has, and what to back up.
-    await refuseRunningJobs(qmp);
     const disks = selectDisks(await listDisks(qmp), options.drives ?? []);
     if (disks.length === 0) {
       throw new Error("Cannot start backup: the VM has no writable disk");
@@ -116,7 +147,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const vmstateId = vmstate
       ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
       : 0;
-    const privateDir = await makePrivateDir("vmabak-");
+    const privateDir = await makePrivateDir(`${run.tag}-`);
     stack.defer(() => Deno.remove(privateDir, { recursive: true }));
     const ctx: BackupContext = {
       qmp,
@@ -129,30 +160,62 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       failure,
       signal,
     };
-    const path: DataPath = new PushPath(ctx, {
-      ...(options.speed ? { speed: options.speed } : {}),
-      ...(options.maxWorkers ? { maxWorkers: options.maxWorkers } : {}),
+    // Change tracking, and the incremental's base: checked before anything changes.
+    const changes = await planChanges(ctx, {
+      uuid: formatUuid(writer.uuid),
+      track: options.track !== false,
+      ...(options.since !== undefined ? { since: options.since } : {}),
+      orFull: options.orFull === true,
+      mode: options.mode ?? "pull",
     });
+    const frozen = changes.since !== undefined
+      ? changes.tracking!.frozenName()
+      : undefined;
+    const path: DataPath = options.mode === "push"
+      ? new PushPath(ctx, {
+        ...(options.speed ? { speed: options.speed } : {}),
+        ...(options.maxWorkers ? { maxWorkers: options.maxWorkers } : {}),
+        holdJobs: vmstate,
+      })
+      : new PullPath(ctx, {
+        dir: fleecingDir,
+        cbwTimeout: options.cbwTimeout ?? 30,
+        ...(options.trim === false ? { trim: false } : {}),
+        ...(frozen !== undefined ? { bitmap: frozen } : {}),
+      });
     const capture = vmstate
-      ? await VmstateCapture.prepare(
-        ctx,
-        vmstateId,
-        options.spoolDir ?? privateDir,
-      )
+      ? await VmstateCapture.prepare(ctx, vmstateId, fleecingDir)
       : undefined;
     await path.prepare();
-    await writer.start();
+    // An incremental's header waits until its clusters are known.
+    if (frozen === undefined) await writer.start();
 
     // Snapshot: one instant for every disk (and the RAM).
     const instant = await fixInstant(ctx, {
-      stop: path.needsStop,
-      snapshot: () => path.snapshot(),
+      stop: path.needsStop || changes.tracking !== undefined,
+      snapshot: async () => {
+        await changes.tracking?.atInstant();
+        await path.snapshot();
+      },
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
+    await path.afterInstant();
+    let incremental: Record<string, number> | undefined;
+    let total = disks.reduce((a, d) => a + d.size, 0);
+    if (frozen !== undefined) {
+      const sets = await (path as PullPath).changedClusters();
+      await startIncremental(writer, description, changes.since!.header, sets);
+      incremental = Object.fromEntries(
+        [...sets].map(([name, set]) => [name, set.count]),
+      );
+      total = disks.reduce(
+        (a, d) => a + changedBytes(sets.get(d.name)!, d.size),
+        0,
+      );
+    }
     options.onStarted?.({ disks: disks.map((d) => d.name), privateDir });
 
-    // Copy: every cluster of every disk into the archive.
-    const total = disks.reduce((a, d) => a + d.size, 0);
+    // Copy: every cluster of every disk (an incremental's changed ones) into the archive.
     const progress = () =>
       options.onProgress?.({
         done: path.done,
@@ -166,6 +229,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     // Finalize: the archive's last extent.
     failure.throwIfFailed();
     await writer.finish();
+    changes.tracking?.succeeded();
     progress();
     return {
       description,
@@ -175,23 +239,14 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       seconds: (performance.now() - started) / 1000,
       ...(instant.pausedMs !== undefined ? { pausedMs: instant.pausedMs } : {}),
       ...(stateBytes !== undefined ? { vmstate: { bytes: stateBytes } } : {}),
+      ...(incremental !== undefined ? { incremental } : {}),
+      ...(changes.fullInstead !== undefined
+        ? { fullInstead: changes.fullInstead }
+        : {}),
     };
   } catch (error) {
     failure.fail(error);
     throw failure.error;
-  }
-}
-
-/** Refuses to start while a job of another vmabak run is in QEMU. */
-async function refuseRunningJobs(qmp: QmpClient): Promise<void> {
-  const running = await qmp.execute<{ id: string }[]>("query-jobs");
-  const ours = running.filter((j) => j.id.startsWith("vmabak-"));
-  if (ours.length > 0) {
-    throw new Error(
-      `Cannot start backup: vmabak job ${
-        ours[0]!.id
-      } is already running on this VM`,
-    );
   }
 }
 
@@ -212,4 +267,11 @@ function droppingAfterFailure(
       });
     },
   };
+}
+
+/** Bytes of a disk of `size` bytes that the clusters of `set` cover. */
+function changedBytes(set: ClusterSet, size: number): number {
+  const last = Math.ceil(size / VMA_CLUSTER_SIZE) - 1;
+  return set.count * VMA_CLUSTER_SIZE -
+    (set.has(last) ? (last + 1) * VMA_CLUSTER_SIZE - size : 0);
 }

@@ -1,48 +1,59 @@
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { UsageError } from "../errors.ts";
-import { QmpClient } from "../qmp/client.ts";
+import { DEFAULT_FLEECING_DIR, tempDir } from "../backup/backup.ts";
 import {
   type BitmapInfo,
-  cleanDeadRunBitmaps,
   listVmabakBitmaps,
   removeBitmap,
   trackedArchive,
 } from "../backup/bitmaps.ts";
+import { cleanLeftovers } from "../backup/leftovers.ts";
+import { QmpClient } from "../qmp/client.ts";
 
-const USAGE = "vmabak cleanup --qmp SOCKET [--remove NAME]... [--all]";
+const USAGE =
+  "vmabak cleanup --qmp SOCKET [--fleecing-dir DIR] [--remove BITMAP]... [--all-bitmaps]";
 
-/** One line per bitmap, for people. */
+/** One line per tracking bitmap, for people. */
 export function bitmapLine(b: BitmapInfo): string {
   const archive = trackedArchive(b.name);
-  return `${b.node} ${b.name}: ${b.count} bytes changed (${
+  return `bitmap ${b.node} ${b.name}: ${
     Math.ceil(b.count / b.granularity)
-  } clusters of ${b.granularity}), ${
-    b.persistent ? "persistent" : "in memory"
-  }, ${b.recording ? "recording" : "not recording"}${b.busy ? ", busy" : ""}${
-    archive ? `; changes since archive ${archive}` : ""
-  }`;
+  } clusters of ${b.granularity} bytes changed${
+    archive ? ` since archive ${archive}` : ""
+  }, ${b.persistent ? "persistent" : "in memory"}${
+    b.recording ? "" : ", not recording"
+  }${b.busy ? ", busy" : ""}`;
 }
 
 export const cleanupCommand: Command = {
   name: "cleanup",
   summary:
-    "list vmabak's dirty bitmaps in a VM (changes since each archive), remove them on request, undo dead runs' bitmaps",
+    "remove what killed vmabak runs left in a VM (nodes, jobs, exports, bitmaps, fleecing files, migration settings); list or remove vmabak's tracking bitmaps",
   usage: USAGE,
   async run(ctx) {
     const { values } = parseCommandArgs(ctx.args, {
       qmp: { type: "string" },
+      "fleecing-dir": { type: "string" },
       remove: { type: "string", multiple: true },
-      all: { type: "boolean" },
+      "all-bitmaps": { type: "boolean" },
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
     }
+    const dir = typeof values["fleecing-dir"] === "string"
+      ? values["fleecing-dir"]
+      : DEFAULT_FLEECING_DIR;
     const qmp = await QmpClient.connect(values.qmp);
     try {
-      for (const line of await cleanDeadRunBitmaps(qmp)) {
-        ctx.stderr.line(`cleanup: removed ${line} (left by a dead run)`);
-      }
+      const removed = await cleanLeftovers(qmp, { dirs: [dir, tempDir()] });
+      for (const r of removed) ctx.out.line(`removed ${r}`);
+      ctx.stderr.line(
+        removed.length === 0
+          ? "cleanup: nothing left by vmabak"
+          : `cleanup: removed ${removed.length} leftover(s)`,
+      );
+      // Tracking bitmaps: listed, removed only on request.
       const bitmaps = await listVmabakBitmaps(qmp);
       const wanted = (values.remove as string[] | undefined) ?? [];
       for (const name of wanted) {
@@ -52,7 +63,7 @@ export const cleanupCommand: Command = {
           );
         }
       }
-      const remove = values.all === true
+      const remove = values["all-bitmaps"] === true
         ? bitmaps
         : bitmaps.filter((b) => wanted.includes(b.name));
       for (const b of remove) {
@@ -62,7 +73,7 @@ export const cleanupCommand: Command = {
           );
         }
         await removeBitmap(qmp, b.node, b.name);
-        ctx.stderr.line(`cleanup: removed bitmap ${b.name} of node ${b.node}`);
+        ctx.out.line(`removed bitmap ${b.name} of node ${b.node}`);
       }
       for (const b of bitmaps) {
         if (!remove.includes(b)) ctx.out.line(bitmapLine(b));
