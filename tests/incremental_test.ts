@@ -36,6 +36,19 @@ function disks() {
   ];
 }
 
+/**
+ * The disks now: `stop` flushes QEMU's caches (qcow2 metadata included) so
+ * that `qemu-img convert -U` reads what the guest sees.
+ */
+async function truthNow(vm: TestVm, suffix: string): Promise<string[]> {
+  await vm.monitor.execute("stop");
+  try {
+    return await vm.snapshotDisks(suffix);
+  } finally {
+    await vm.monitor.execute("cont");
+  }
+}
+
 async function backup(vm: TestVm, out: string, ...extra: string[]) {
   return await vmabak(["backup", "--qmp", vm.qmpPath, "-o", out, ...extra]);
 }
@@ -110,7 +123,7 @@ Deno.test({
     const names = ["drive0", "drive1"];
     try {
       const a = (n: string) => `${vm.dir}/${n}`;
-      const truth = [await vm.snapshotDisks("0")];
+      const truth = [await truthNow(vm, "0")];
       await mustBackup(vm, a("full.vma"));
       const u0 = (await info(a("full.vma"))).uuid;
       assert.deepEqual(await bitmaps(vm), tracking(vm, u0));
@@ -118,7 +131,7 @@ Deno.test({
       await vm.guestWrite(0, 0x31, 1 * MiB, 64 * KiB); // cluster 16
       await vm.guestWrite(0, 0x32, 5 * MiB + 4096, 8192); // cluster 80
       await vm.guestWrite(1, 0x41, 2 * MiB, 128 * KiB); // clusters 32, 33
-      truth.push(await vm.snapshotDisks("1"));
+      truth.push(await truthNow(vm, "1"));
       await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
       const i1 = await info(a("inc1.vma"));
       assert.deepEqual(i1.incremental, { index: 1, base: u0, full: u0 });
@@ -128,7 +141,7 @@ Deno.test({
       await vm.guestWrite(0, 0x33, 1 * MiB, 4096); // cluster 16 again
       await vm.guestWrite(0, 0x34, 10 * MiB, MiB); // clusters 160..175
       await vm.guestWrite(1, 0x42, 7 * MiB, 64 * KiB); // cluster 112
-      truth.push(await vm.snapshotDisks("2"));
+      truth.push(await truthNow(vm, "2"));
       await mustBackup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
       assert.deepEqual(await changed(a("inc2.vma")), [17, 1]);
 
@@ -211,7 +224,7 @@ Deno.test({
       assert.equal(t.code, 1, t.stderr);
       assert.deepEqual(await bitmaps(vm), tracking(vm, u0));
       await vm.guestWrite(1, 0x52, MiB, 64 * KiB); // cluster 16
-      const truth1 = await vm.snapshotDisks("1");
+      const truth1 = await truthNow(vm, "1");
       await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
       assert.deepEqual(await changed(a("inc1.vma")), [128, 1]);
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth1, names);
@@ -232,7 +245,7 @@ Deno.test({
       assert.equal(c.code, 0, c.stderr);
       assert.deepEqual(await bitmaps(vm), tracking(vm, u1));
       await vm.guestWrite(1, 0x54, 2 * MiB, 4096); // cluster 32
-      const truth2 = await vm.snapshotDisks("2");
+      const truth2 = await truthNow(vm, "2");
       await mustBackup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
       assert.deepEqual(await changed(a("inc2.vma")), [128, 1]);
       await assertChainEquals(
@@ -261,7 +274,7 @@ Deno.test({
       await vm.guestWrite(0, 0x61, 3 * MiB, 64 * KiB);
       await vm.restart();
       await vm.guestWrite(0, 0x62, 5 * MiB, 64 * KiB);
-      const truth = await vm.snapshotDisks("1");
+      const truth = await truthNow(vm, "1");
       await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
       assert.deepEqual(await changed(a("inc1.vma")), [2]);
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
@@ -288,7 +301,7 @@ Deno.test({
       assert.ok(
         ![...Deno.readDirSync(raw.dir)].some((e) => e.name.startsWith("inc1")),
       );
-      const truth = await raw.snapshotDisks("1");
+      const truth = await truthNow(raw, "1");
       const f = await mustBackup(
         raw,
         a("inc1.vma"),
