@@ -103,7 +103,7 @@ function mutate(seed: Uint8Array, rnd: SeededRandom): Uint8Array {
   const n = 1 + rnd.int(4);
   for (let i = 0; i < n && a.length > 0; i++) {
     const at = Math.min(hot(), a.length - 1);
-    switch (rnd.int(6)) {
+    switch (rnd.int(7)) {
       case 0:
         a[at]! ^= 1 << rnd.int(8);
         break;
@@ -142,6 +142,28 @@ function mutate(seed: Uint8Array, rnd: SeededRandom): Uint8Array {
         a = b;
         break;
       }
+      case 5: { // a registered device gets a hostile size
+        const dv = new DataView(a.buffer);
+        const ids = [];
+        for (let id = 1; id < 256; id++) {
+          const base = VMA_HEADER.devInfo + 32 * id;
+          if (base + 16 <= a.length && dv.getUint32(base) !== 0) ids.push(id);
+        }
+        if (ids.length > 0) {
+          dv.setBigUint64(
+            VMA_HEADER.devInfo + 32 * rnd.pick(ids) + 8,
+            rnd.pick([
+              2n ** 63n,
+              2n ** 64n - 1n,
+              2n ** 48n + 1n,
+              2n ** 44n,
+              2n ** 53n + 1n,
+              2n ** 40n,
+            ]),
+          );
+        }
+        break;
+      }
       default:
         a.set(rnd.bytes(Math.min(16, a.length - at)), at);
     }
@@ -176,9 +198,19 @@ async function runInProcess(
 ): Promise<RunOutcome> {
   const command = COMMANDS.find((c) => c.name === name)!;
   let outBytes = 0;
+  let violation: string | undefined;
+  // Text for a terminal never carries a control character (names are
+  // escaped); `list` prints each entry on one line.
+  const check = (t: string, line: boolean) => {
+    outBytes += t.length;
+    // deno-lint-ignore no-control-regex
+    const bad = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/.test(t) ||
+      (line && name === "list" && !args.includes("--json") && t.includes("\n"));
+    if (bad) violation ??= `${name} printed ${JSON.stringify(t.slice(0, 200))}`;
+  };
   const text = {
-    line: (t: string) => void (outBytes += t.length),
-    text: () => {},
+    line: (t: string) => check(t, true),
+    text: (t: string) => check(t, false),
   };
   const ctx: CommandContext = {
     args,
@@ -196,8 +228,10 @@ async function runInProcess(
   };
   try {
     await command.run(ctx);
+    if (violation) throw new Error(violation);
     return { code: 0 };
   } catch (error) {
+    if (violation) throw new Error(violation);
     const internal = error instanceof TypeError ||
       error instanceof RangeError || error instanceof ReferenceError ||
       error instanceof SyntaxError;
