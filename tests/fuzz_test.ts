@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- tests print what they measured
 /**
  * Fuzzing the reading commands in-process (issue 9, "Keep it fixed"): a
  * seeded, bounded corpus of mutated archives (plain and zstd-wrapped, with

@@ -1,3 +1,4 @@
+// deno-lint-ignore-file no-console -- tests print what they measured
 /** Issue 9, items 5 and 6 against real QEMU: concurrent backups to one archive, a busy QMP socket. */
 import assert from "node:assert/strict";
 import { oneLine, run, vmabak, withTempDir } from "./helpers/run.ts";
