@@ -9,26 +9,19 @@ import { diskCounter } from "./helpers/boot_sector.ts";
 import { startRestored } from "./helpers/restored_vm.ts";
 import {
   FIXTURE,
+  havePveVma,
   haveTool,
   oneLine,
+  PVE_VMA,
   run,
   sh,
   vmabak,
+  VZDUMP_FIXTURE,
   withTempDir,
 } from "./helpers/run.ts";
 
-export const VZDUMP_FIXTURE = new URL(
-  "../../shared/fixtures/vzdump-qemu-101-2026_11_30-12_00_00.vma.zst",
-  import.meta.url,
-).pathname;
-export const PVE_VMA = new URL(
-  "../../shared/tools/proxmox-vma/vma",
-  import.meta.url,
-).pathname;
-
 const HAVE_QEMU = await haveQemu();
-const HAVE_VMA = (await run(PVE_VMA, ["--help"]).catch(() => ({ code: -1 })))
-  .code !== -1;
+const HAVE_VMA = await havePveVma();
 const HAVE_ZSTD = await haveTool("zstd");
 
 function sha256(bytes: Uint8Array): string {

@@ -193,11 +193,6 @@ export function generatePveConfig(
     }
     const cdrom = b.deviceType.endsWith("-cd");
     if (!cdrom && archived === undefined) {
-      if (!b.readOnly && b.node !== null) {
-        notes.push(
-          `${printable(b.device || b.node)}: not in this backup, left out`,
-        );
-      }
       continue;
     }
     const key = driveKey(b, slots, notes);
