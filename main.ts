@@ -9,6 +9,7 @@ import { COMMANDS } from "./lib/cli/commands.ts";
 import type { CommandContext, TextSink } from "./lib/cli/types.ts";
 import { CancelledError, UsageError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
+import { oneLine as escapeControls } from "./lib/text/escape.ts";
 
 const encoder = new TextEncoder();
 
@@ -116,7 +117,9 @@ function oneLine(err: Error): string {
   ) {
     return "Cannot write output: the pipe was closed by the reader";
   }
-  return err.message.split("\n")[0] || err.name;
+  // Names from archives are escaped where they are put in messages; escaping
+  // the whole message again keeps any that slipped through on one line.
+  return escapeControls(err.message.trimEnd()) || err.name;
 }
 
 if (import.meta.main) {

@@ -1,16 +1,26 @@
-/** The QEMU command line that brings a restored VM back, from its `vmabak.json`. */
+/**
+ * The QEMU command line that brings a restored VM back, from its
+ * `vmabak.json`. Everything from the archive is checked by
+ * `checkVmDescription` first (ids, machine type, device type from a known
+ * list); every value reaching a QEMU option goes through `qemuOptValue` and
+ * every word of the script through `shellQuote`, so no archive content can
+ * add a QEMU option or a shell command.
+ */
+import { checkVmDescription } from "./description.ts";
 import type { VmDescription } from "./inventory.ts";
+import {
+  checkQemuId,
+  printable,
+  QEMU_ID,
+  qemuOptValue,
+  shellQuote,
+} from "../text/escape.ts";
+
+export { shellQuote };
 
 /** File name `extract` gives a disk (kept in step with lib/vma/extract.ts). */
 function diskFile(name: string): string {
   return `disk-${name}.raw`;
-}
-
-/** Single-quotes a word for sh. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_\/.,:=+-]+$/.test(word)
-    ? word
-    : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 /**
@@ -22,47 +32,62 @@ export function shellQuote(word: string): string {
  * state into the same set of devices.
  */
 export function resumeArgs(
-  desc: VmDescription,
+  description: VmDescription,
   dir: string,
   withState: boolean,
 ): string[][] {
+  const desc = checkVmDescription(description);
+  const opt = (v: string) => qemuOptValue(v, "target directory");
   const args: string[][] = [
-    ["-machine", `${desc.machine || "q35"},accel=${desc.kvm ? "kvm" : "tcg"}`],
-    ["-m", `${Math.round(desc.memoryBytes / (1024 * 1024))}M`],
+    [
+      "-machine",
+      `${qemuOptValue(desc.machine || "q35", "machine type")},accel=${
+        desc.kvm ? "kvm" : "tcg"
+      }`,
+    ],
+    ["-m", `${Math.ceil(desc.memoryBytes / (1024 * 1024))}M`],
     ["-smp", String(desc.cpus)],
     ["-nodefaults"],
     ["-display", "none"],
-    ["-qmp", `unix:${dir}/qmp.sock,server=on,wait=off`],
+    ["-qmp", `unix:${opt(`${dir}/qmp.sock`)},server=on,wait=off`],
   ];
   desc.disks.forEach((d, i) => {
-    const node = d.node.startsWith("#") ? `disk${i}` : d.node;
+    const node = d.node.startsWith("#")
+      ? `disk${i}`
+      : checkQemuId(d.node, "node name");
     args.push([
       "-blockdev",
-      `driver=file,filename=${dir}/${
-        diskFile(d.name)
+      `driver=file,filename=${
+        opt(`${dir}/${diskFile(d.name)}`)
       },node-name=vmabak-file${i}`,
     ]);
     args.push([
       "-blockdev",
       `driver=raw,file=vmabak-file${i},node-name=${node}`,
     ]);
-    const dev = [d.deviceType || "virtio-blk-pci", `drive=${node}`];
-    if (d.deviceId) dev.push(`id=${d.deviceId}`);
-    if (d.pciAddr) dev.push(`addr=${d.pciAddr}`);
+    const dev = [
+      qemuOptValue(d.deviceType || "virtio-blk-pci", "device type"),
+      `drive=${node}`,
+    ];
+    // Devices QEMU named itself (`device[3]`) get no id, as in the original.
+    if (QEMU_ID.test(d.deviceId)) dev.push(`id=${d.deviceId}`);
+    if (d.pciAddr) dev.push(`addr=${qemuOptValue(d.pciAddr, "PCI address")}`);
     if (d.bootIndex !== null) dev.push(`bootindex=${d.bootIndex}`);
     args.push(["-device", dev.join(",")]);
   });
   if (withState) {
+    // QEMU runs an exec: migration URI with /bin/sh -c: quote the path for it.
     args.push(["-incoming", `exec:cat ${shellQuote(`${dir}/vmstate.bin`)}`]);
   }
   return args;
 }
 
 export function resumeScript(
-  desc: VmDescription,
+  description: VmDescription,
   dir: string,
   withState: boolean,
 ): string {
+  const desc = checkVmDescription(description);
   const lines = ["qemu-system-x86_64"];
   for (const group of resumeArgs(desc, dir, withState)) {
     lines.push(`  ${group.map(shellQuote).join(" ")}`);
@@ -70,11 +95,11 @@ export function resumeScript(
   return [
     "#!/bin/sh",
     `# Written by vmabak restore: starts the VM "${
-      desc.name ?? ""
-    }" backed up with QEMU ${desc.qemu}.`,
+      printable(desc.name ?? "")
+    }" backed up with QEMU ${printable(desc.qemu)}.`,
     withState
       ? "# It loads the saved RAM and device state and comes up paused (the instant of the backup);\n" +
-        `# resume it with: vmabak resume --qmp ${dir}/qmp.sock`
+        `# resume it with: vmabak resume --qmp ${printable(`${dir}/qmp.sock`)}`
       : "# No RAM state was saved: the VM boots from its disks.",
     "# Only the disks are recreated; add the VM's other devices as in the original.",
     "exec " + lines.join(" \\\n") + ' "$@"',

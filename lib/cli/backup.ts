@@ -17,6 +17,7 @@ import {
   renderJson,
   renderLine,
 } from "../backup/progress.ts";
+import { printable } from "../text/escape.ts";
 
 const USAGE =
   "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode push] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
@@ -141,7 +142,11 @@ export const backupCommand: Command = {
           if (json) {
             ctx.stderr.line(renderJson("started", { disks: info.disks }));
           } else if (!tty) {
-            ctx.stderr.line(`backup: started, disks ${info.disks.join(", ")}`);
+            ctx.stderr.line(
+              `backup: started, disks ${
+                info.disks.map((d) => printable(d)).join(", ")
+              }`,
+            );
           }
         },
       });

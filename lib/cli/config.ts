@@ -2,6 +2,7 @@ import { readArchiveHeader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { VmaError } from "../vma/errors.ts";
+import { printable } from "../text/escape.ts";
 
 const USAGE = "vmabak config ARCHIVE [-c NAME]";
 
@@ -26,10 +27,11 @@ export const configCommand: Command = {
       ? configs[0]
       : configs.find((c) => c.name === "qemu-server.conf");
     if (config === undefined) {
-      const names = configs.map((c) => c.name).join(", ") || "none";
+      const names = configs.map((c) => printable(c.name, 80)).join(", ") ||
+        "none";
       throw new VmaError(
         `Cannot print config ${
-          wanted ?? "qemu-server.conf"
+          printable(wanted ?? "qemu-server.conf", 80)
         }: not in the archive (configs: ${names})`,
       );
     }

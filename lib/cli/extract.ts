@@ -2,6 +2,7 @@ import { parseCommandArgs } from "./args.ts";
 import { openChain } from "./chain.ts";
 import type { Command } from "./types.ts";
 import { extractChain } from "../chain/extract.ts";
+import { printable } from "../text/escape.ts";
 
 const USAGE = "vmabak extract ARCHIVE [--base PREV]... TARGETDIR [-v]";
 
@@ -30,7 +31,7 @@ export const extractCommand: Command = {
       );
       if (values.verbose) {
         for (const f of result.files) {
-          ctx.stderr.line(`extracted ${positionals[1]}/${f}`);
+          ctx.stderr.line(`extracted ${printable(`${positionals[1]}/${f}`)}`);
         }
       }
     } finally {

@@ -2,7 +2,8 @@ import { readArchiveHeader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { formatUuid, VMA_VMSTATE_NAME } from "../vma/format.ts";
-import type { VmaHeader } from "../vma/header.ts";
+import type { DecodedVmaHeader, VmaHeader } from "../vma/header.ts";
+import { printable } from "../text/escape.ts";
 import { type IncrementalInfo, readIncremental } from "../chain/incremental.ts";
 
 const USAGE = "vmabak list ARCHIVE [--json]";
@@ -34,20 +35,41 @@ export function formatCtime(seconds: number): string {
     } ${d.getFullYear()}`;
 }
 
-/** The lines of Proxmox's `vma list`. */
-export function listLines(h: VmaHeader): string[] {
+/**
+ * The lines of Proxmox's `vma list`. Names are printed with control
+ * characters escaped (one entry, one line); sizes are exact u64 integers.
+ */
+export function listLines(h: DecodedVmaHeader): string[] {
   const lines = h.configs.map((c) =>
-    `CFG: size: ${c.data.length} name: ${c.name}`
+    `CFG: size: ${c.data.length} name: ${printable(c.name)}`
   );
   for (const d of h.devices) {
     lines.push(
       d.name === VMA_VMSTATE_NAME
-        ? `VMSTATE: dev_id=${d.id} memory: ${d.size}`
-        : `DEV: dev_id=${d.id} size: ${d.size} devname: ${d.name}`,
+        ? `VMSTATE: dev_id=${d.id} memory: ${d.exactSize}`
+        : `DEV: dev_id=${d.id} size: ${d.exactSize} devname: ${
+          printable(d.name)
+        }`,
     );
   }
   lines.push(`CTIME: ${formatCtime(h.ctime)}`);
   return lines;
+}
+
+/** `list --json`: names as JSON strings, sizes as exact JSON integers. */
+export function listJson(h: DecodedVmaHeader): string {
+  return JSON.stringify(
+    listObject(h),
+    (_key, value) =>
+      typeof value === "bigint"
+        ? value <= BigInt(Number.MAX_SAFE_INTEGER)
+          ? Number(value)
+          : (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON(
+            value.toString(),
+          )
+        : value,
+    2,
+  );
 }
 
 /** What `list` adds for an incremental archive, after Proxmox's lines. */
@@ -62,7 +84,9 @@ export function incrementalLines(h: VmaHeader, inc: IncrementalInfo): string[] {
     const set = inc.sets.get(d.id);
     if (set === undefined) continue;
     lines.push(
-      `CHANGED: dev_id=${d.id} clusters: ${set.count} of ${set.size} devname: ${d.name}`,
+      `CHANGED: dev_id=${d.id} clusters: ${set.count} of ${set.size} devname: ${
+        printable(d.name)
+      }`,
     );
   }
   lines.push(
@@ -73,7 +97,7 @@ export function incrementalLines(h: VmaHeader, inc: IncrementalInfo): string[] {
   return lines;
 }
 
-export function listJson(h: VmaHeader): unknown {
+function listObject(h: DecodedVmaHeader): unknown {
   const inc = readIncremental(h);
   return {
     uuid: formatUuid(h.uuid),
@@ -82,7 +106,7 @@ export function listJson(h: VmaHeader): unknown {
     devices: h.devices.map((d) => ({
       id: d.id,
       name: d.name,
-      size: d.size,
+      size: d.exactSize,
       vmstate: d.name === VMA_VMSTATE_NAME,
       ...(inc?.sets.has(d.id)
         ? { changedClusters: inc.sets.get(d.id)!.count }
@@ -110,7 +134,7 @@ export const listCommand: Command = {
     });
     const header = await readArchiveHeader(positionals[0]!, ctx);
     if (values.json) {
-      ctx.out.line(JSON.stringify(listJson(header), null, 2));
+      ctx.out.line(listJson(header));
     } else {
       for (const line of listLines(header)) ctx.out.line(line);
       const inc = readIncremental(header);

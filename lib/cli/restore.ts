@@ -3,13 +3,17 @@ import { openChain } from "./chain.ts";
 import type { Command } from "./types.ts";
 import { extractChain } from "../chain/extract.ts";
 import { VMA_VMSTATE_NAME } from "../vma/format.ts";
+import { planExtract } from "../vma/extract.ts";
 import { VM_CONFIG_NAME } from "../backup/backup.ts";
 import { resumeScript } from "../backup/command_line.ts";
+import { parseVmDescription } from "../backup/description.ts";
 import type { VmDescription } from "../backup/inventory.ts";
 import { parsePveConfig } from "../proxmox/config.ts";
 import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 import { planVm, type VmPlan } from "../proxmox/plan.ts";
 import { findOvmf, proxmoxScript, qemuValue } from "../proxmox/qemu_args.ts";
+import { writeFileExclusive } from "../io/safe_file.ts";
+import { printable, qemuOptValue } from "../text/escape.ts";
 import { resolve } from "node:path";
 
 const USAGE = "vmabak restore ARCHIVE [--base PREV]... TARGETDIR";
@@ -27,25 +31,41 @@ export const restoreCommand: Command = {
       max: 2,
       usage: USAGE,
     });
+    const target = positionals[1]!;
+    const dir = resolve(target);
     const bases = (values.base as string[] | undefined) ?? [];
     const chain = await openChain([positionals[0]!, ...bases], ctx, "restore");
-    const reader = chain.readers[0]!;
+    const { configs, devices } = chain.readers[0]!.header;
+    const withState = devices.some((d) => d.name === VMA_VMSTATE_NAME);
     let desc: VmDescription | undefined;
     let plan: VmPlan | undefined;
-    let withState = false;
     try {
-      const { configs, devices } = reader.header;
+      // Everything is checked before anything is written.
+      planExtract(chain.readers[0]!.header);
       const config = configs.find((c) => c.name === VM_CONFIG_NAME);
       const pveConfig = configs.find((c) => c.name === PVE_CONFIG_NAME);
-      withState = devices.some((d) => d.name === VMA_VMSTATE_NAME);
+      if (
+        (config !== undefined || pveConfig !== undefined) &&
+        configs.some((c) => c.name === "resume.sh")
+      ) {
+        throw new Error(
+          "Cannot restore: the archive holds a config named resume.sh, the file restore writes",
+        );
+      }
       if (config !== undefined) {
-        try {
-          desc = JSON.parse(new TextDecoder().decode(config.data));
-        } catch {
-          throw new Error(
-            `Cannot restore: ${VM_CONFIG_NAME} in the archive is not valid JSON`,
-          );
+        qemuOptValue(dir, "target directory");
+        desc = parseVmDescription(config.data);
+        const names = new Set(devices.map((d) => d.name));
+        for (const d of desc.disks) {
+          if (!names.has(d.name)) {
+            throw new Error(
+              `Cannot use the VM description: disk "${
+                printable(d.name, 80)
+              }" is not in the archive`,
+            );
+          }
         }
+        resumeScript(desc, dir, withState); // renders, or refuses, now
       } else if (pveConfig !== undefined) {
         // A Proxmox backup: its config is checked before anything is written.
         plan = planVm(parsePveConfig(pveConfig.data), {
@@ -55,15 +75,14 @@ export const restoreCommand: Command = {
         if (withState) {
           plan.unmapped.push("vmstate: RAM state not loaded (cold boot)");
         }
-        qemuValue(resolve(positionals[1]!), "the target directory");
+        qemuValue(dir, "the target directory");
       }
-      await extractChain(chain.readers, chain.links, positionals[1]!, {
+      await extractChain(chain.readers, chain.links, target, {
         signal: ctx.signal,
       });
     } finally {
       await chain.close();
     }
-    const dir = await Deno.realPath(positionals[1]!);
     let script: string;
     if (desc !== undefined) {
       script = resumeScript(desc, dir, withState);
@@ -71,21 +90,28 @@ export const restoreCommand: Command = {
       const firmware = plan.efi === null ? null : findOvmf(plan.efi.efitype);
       script = proxmoxScript(plan, dir, firmware);
       for (const u of plan.unmapped) {
-        ctx.stderr.line(`restore: not mapped from ${PVE_CONFIG_NAME}: ${u}`);
+        ctx.stderr.line(
+          `restore: not mapped from ${PVE_CONFIG_NAME}: ${printable(u)}`,
+        );
       }
     } else {
       ctx.stderr.line(
-        `restore: extracted into ${dir}; no ${VM_CONFIG_NAME} or ${PVE_CONFIG_NAME}, so no resume.sh`,
+        `restore: extracted into ${
+          printable(dir)
+        }; no ${VM_CONFIG_NAME} or ${PVE_CONFIG_NAME}, so no resume.sh`,
       );
       return;
     }
-    await Deno.writeTextFile(`${dir}/resume.sh`, script, {
-      mode: 0o755,
-      createNew: true,
-    });
+    await writeFileExclusive(
+      `${dir}/resume.sh`,
+      new TextEncoder().encode(script),
+      { what: "script", mode: 0o700 },
+    );
     ctx.out.text(script);
     ctx.stderr.line(
-      `restore: extracted into ${dir}; start the VM with ${dir}/resume.sh`,
+      `restore: extracted into ${printable(dir)}; start the VM with ${
+        printable(`${dir}/resume.sh`)
+      }`,
     );
   },
 };

@@ -2,6 +2,7 @@ import { openArchiveReader } from "./archive.ts";
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { formatUuid } from "../vma/format.ts";
+import { printable } from "../text/escape.ts";
 import { makeLink } from "../chain/chain.ts";
 import { expectRecordedClusters } from "../chain/replay.ts";
 
@@ -62,7 +63,9 @@ export const verifyCommand: Command = {
       for (const d of reader.header.devices) {
         const s = perDevice.get(d.id)!;
         ctx.stderr.line(
-          `device ${d.id} ${d.name}: ${d.size} bytes, ${s.clusters}${
+          `device ${d.id} ${
+            printable(d.name)
+          }: ${d.exactSize} bytes, ${s.clusters}${
             inc?.sets.has(d.id) ? ` changed of ${inc.sets.get(d.id)!.size}` : ""
           } clusters (${s.zero} all zero), ${s.stored} bytes stored`,
         );

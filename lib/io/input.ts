@@ -1,3 +1,4 @@
+import { fsReason } from "./safe_file.ts";
 import { maybeDecompress } from "./zstd.ts";
 
 /**
@@ -34,10 +35,5 @@ async function openArchiveFile(
 
 /** The short reason of a file system error, without Deno's call details. */
 export function describeFsError(error: unknown): string {
-  if (error instanceof Deno.errors.NotFound) return "no such file or directory";
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  if (error instanceof Deno.errors.AlreadyExists) return "it already exists";
-  if (error instanceof Deno.errors.IsADirectory) return "it is a directory";
-  const message = error instanceof Error ? error.message : String(error);
-  return message.replace(/:? *\(os error \d+\).*$/, "").replace(/,.*$/, "");
+  return fsReason(error);
 }

@@ -1,5 +1,5 @@
-import { type ByteSink, writeAll } from "./sink.ts";
-import { describeFsError } from "./input.ts";
+import type { ByteSink } from "./sink.ts";
+import { createPartial, writeAllTo } from "./safe_file.ts";
 import { zstdSink } from "./zstd.ts";
 
 /** Where an archive goes; `commit()` makes it final, `abort()` removes it. */
@@ -17,9 +17,10 @@ export interface ArchiveOutputOptions {
 
 /**
  * Opens an archive for writing, strictly sequentially. A file is written as
- * `PATH.partial` and renamed to PATH only by `commit()`, so an archive that
- * failed half-way never looks complete. `-` writes to standard output. An
- * existing PATH is refused, never overwritten. With `zstd`, what is written
+ * `PATH.<random>.partial` (exclusive, 0600, see `safe_file.ts`) and published
+ * as PATH only by `commit()`, so an archive that failed half-way never looks
+ * complete. `-` writes to standard output. An existing PATH is refused, never
+ * overwritten, also when it appears while the archive is written. With `zstd`, what is written
  * is compressed on its way out; `commit()` flushes the last frame first.
  */
 export async function openArchiveOutput(
@@ -56,47 +57,12 @@ async function openRawOutput(
       abort: () => Promise.resolve(),
     };
   }
-  const partial = `${path}.partial`;
-  let exists = false;
-  try {
-    await Deno.lstat(path);
-    exists = true;
-  } catch { /* free */ }
-  if (exists) {
-    throw new Error(`Cannot write archive ${path}: it already exists`);
-  }
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(partial, {
-      write: true,
-      create: true,
-      truncate: true,
-      mode: 0o600,
-    });
-  } catch (error) {
-    throw new Error(
-      `Cannot write archive ${partial}: ${describeFsError(error)}`,
-      { cause: error },
-    );
-  }
-  let open = true;
-  const close = () => {
-    if (open) {
-      open = false;
-      file.close();
-    }
-  };
+  const partial = await createPartial(path, { what: "archive" });
+  const where = { what: "archive", path };
   return {
     path,
-    write: (chunk) => writeAll(file, chunk),
-    async commit() {
-      await file.syncData();
-      close();
-      await Deno.rename(partial, path);
-    },
-    async abort() {
-      close();
-      await Deno.remove(partial).catch(() => {});
-    },
+    write: (chunk) => writeAllTo(partial.file, chunk, where),
+    commit: () => partial.commit(),
+    abort: () => partial.abort(),
   };
 }

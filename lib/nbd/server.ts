@@ -11,6 +11,8 @@ import {
   NBD_FLAG,
   NBD_FLAG_C_FIXED_NEWSTYLE,
   NBD_FLAG_C_NO_ZEROES,
+  NBD_FLAG_FIXED_NEWSTYLE,
+  NBD_FLAG_NO_ZEROES,
   NBD_INFO,
   NBD_OPT,
   NBD_REP,
@@ -20,7 +22,6 @@ import {
   decodeInfoRequest,
   decodeName,
   decodeOptionHeader,
-  decodeRequest,
   encodeExportNameReply,
   encodeGreeting,
   encodeInfoBlockSize,
@@ -28,9 +29,12 @@ import {
   encodeInfoName,
   encodeOptionReply,
   encodeServerName,
+} from "./handshake.ts";
+import {
+  decodeRequest,
   encodeSimpleReply,
   type Request,
-} from "./protocol.ts";
+} from "./transmission.ts";
 
 /** What an export does with the client's requests. */
 export interface NbdExportHandler {
@@ -163,7 +167,7 @@ export class NbdServer {
       return writing;
     };
     try {
-      await send(encodeGreeting());
+      await send(encodeGreeting(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES));
       const flags = new DataView(
         (await input.readExact(NBD_SIZE.clientFlags)).slice().buffer,
       ).getUint32(0);
@@ -257,11 +261,11 @@ export class NbdServer {
           );
           await reply(
             NBD_REP.INFO,
-            encodeInfoBlockSize(
-              BLOCK_SIZE_MIN,
-              BLOCK_SIZE_PREFERRED,
-              BLOCK_SIZE_MAX,
-            ),
+            encodeInfoBlockSize({
+              minimum: BLOCK_SIZE_MIN,
+              preferred: BLOCK_SIZE_PREFERRED,
+              maximum: BLOCK_SIZE_MAX,
+            }),
           );
           if (request.requests.includes(NBD_INFO.NAME)) {
             await reply(NBD_REP.INFO, encodeInfoName(exp.name));

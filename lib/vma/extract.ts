@@ -1,13 +1,21 @@
-import { describeFsError } from "../io/input.ts";
-import { writeAll, writeAllSync } from "../io/sink.ts";
+import {
+  createExclusive,
+  errorCode,
+  FileError,
+  fileError,
+  makePrivateDir,
+  writeAllTo,
+  writeAllToSync,
+  writeFileExclusive,
+} from "../io/safe_file.ts";
 import { VmaError } from "./errors.ts";
 import {
   VMA_BLOCK_SIZE,
   VMA_CLUSTER_SIZE,
   VMA_VMSTATE_NAME,
 } from "./format.ts";
-import type { VmaDevice, VmaHeader } from "./header.ts";
-import { checkSafeName } from "./names.ts";
+import { checkDeviceSizes, type VmaDevice, type VmaHeader } from "./header.ts";
+import { checkFileNameLength, checkSafeName } from "./names.ts";
 import type { VmaReader } from "./reader.ts";
 
 export interface ExtractResult {
@@ -32,57 +40,76 @@ export interface ExtractCluster {
 }
 
 /**
- * The files of an extraction into a new directory: disks as sparse raw files
- * (zero blocks stay holes), the vmstate stream as `vmstate.bin` (every byte,
- * in order), configs under their names. Names are checked before the
- * directory is made, so nothing is written outside it.
+ * Checks, before anything is written, that every entry of an archive can
+ * become a file in a target directory: safe names, short enough for file
+ * systems, no two alike, sizes an archive can address. Returns the device
+ * file names in device order.
+ */
+export function planExtract(header: VmaHeader): string[] {
+  checkDeviceSizes(header);
+  for (const c of header.configs) {
+    checkFileNameLength(checkSafeName(c.name, "config"), "config");
+  }
+  const names = header.devices.map((d) =>
+    checkFileNameLength(deviceFileName(d.name), "device")
+  );
+  const all = [...header.configs.map((c) => c.name), ...names];
+  if (new Set(all).size !== all.length) {
+    throw new VmaError(
+      "Cannot extract archive: two entries have the same file name",
+    );
+  }
+  return names;
+}
+
+/**
+ * The files of an extraction into a new directory, made 0700: disks as
+ * sparse raw files (zero blocks stay holes), the vmstate stream as
+ * `vmstate.bin` (every byte, in order), configs under their names, all
+ * created exclusively with mode 0600 (`safe_file.ts`). Names are checked
+ * before the directory is made, so nothing is written outside it; every
+ * disk file is sized before any data is written, so a size the file system
+ * cannot hold fails at once, and the new directory is removed.
  */
 export class ExtractTarget {
   readonly files: string[];
   clusters = 0;
   storedBytes = 0;
-  #header: VmaHeader;
-  #open = new Map<number, Deno.FsFile>();
+  #open = new Map<
+    number,
+    { file: Deno.FsFile; where: { what: string; path: string } }
+  >();
 
-  private constructor(header: VmaHeader, files: string[]) {
-    this.#header = header;
+  private constructor(files: string[]) {
     this.files = files;
   }
 
-  /** Checks the names, makes `dir` (which must not exist), writes the configs, opens the files. */
+  /** Checks the names, makes `dir` (which must not exist), writes the configs, opens and sizes the files. */
   static async create(header: VmaHeader, dir: string): Promise<ExtractTarget> {
-    for (const c of header.configs) checkSafeName(c.name, "config");
-    const names = header.devices.map((d) => deviceFileName(d.name));
-    const all = [...header.configs.map((c) => c.name), ...names];
-    if (new Set(all).size !== all.length) {
-      throw new VmaError(
-        "Cannot extract archive: two entries have the same file name",
-      );
-    }
+    const names = planExtract(header);
+    await makePrivateDir(dir, "target directory");
+    const target = new ExtractTarget([
+      ...header.configs.map((c) => c.name),
+      ...names,
+    ]);
     try {
-      await Deno.mkdir(dir);
-    } catch (error) {
-      throw new VmaError(
-        `Cannot extract into ${dir}: ${describeFsError(error)}`,
-        { cause: error },
-      );
-    }
-    for (const c of header.configs) {
-      await Deno.writeFile(`${dir}/${c.name}`, c.data, { createNew: true });
-    }
-    const target = new ExtractTarget(header, all);
-    try {
+      for (const c of header.configs) {
+        await writeFileExclusive(`${dir}/${c.name}`, c.data, {
+          what: "config",
+        });
+      }
       for (const [i, d] of header.devices.entries()) {
-        target.#open.set(
-          d.id,
-          await Deno.open(`${dir}/${names[i]}`, {
-            write: true,
-            createNew: true,
-          }),
-        );
+        const path = `${dir}/${names[i]}`;
+        const vmstate = d.name === VMA_VMSTATE_NAME;
+        const what = vmstate ? "vmstate" : "disk image";
+        const file = await createExclusive(path, { what });
+        target.#open.set(d.id, { file, where: { what, path } });
+        if (!vmstate) await sizeFile(file, path, d.size);
       }
     } catch (error) {
+      // Nothing but empty files yet: leave no trace.
       target.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
       throw error;
     }
     return target;
@@ -90,10 +117,10 @@ export class ExtractTarget {
 
   /** Writes one cluster; `ev.device` is a device of this target's header. */
   async write(ev: ExtractCluster): Promise<void> {
-    const file = this.#open.get(ev.device.id)!;
+    const { file, where } = this.#open.get(ev.device.id)!;
     this.clusters++;
     if (ev.device.name === VMA_VMSTATE_NAME) {
-      await writeAll(file, ev.data);
+      await writeAllTo(file, ev.data, where);
       this.storedBytes += ev.data.length;
       return;
     }
@@ -111,28 +138,23 @@ export class ExtractTarget {
       const end = Math.min(k * VMA_BLOCK_SIZE, valid);
       // Sync calls: an async call costs ~30 µs, more than writing a 4 KiB block.
       file.seekSync(base + start, Deno.SeekMode.Start);
-      writeAllSync(file, ev.data.subarray(start, end));
+      writeAllToSync(file, ev.data.subarray(start, end), where);
       this.storedBytes += end - start;
       j = k;
     }
   }
 
-  /** Sets every disk file to its device's size. */
-  async finish(): Promise<ExtractResult> {
-    for (const d of this.#header.devices) {
-      if (d.name !== VMA_VMSTATE_NAME) {
-        await this.#open.get(d.id)!.truncate(d.size);
-      }
-    }
-    return {
+  /** The result (disk files were sized when created). */
+  finish(): Promise<ExtractResult> {
+    return Promise.resolve({
       files: this.files,
       clusters: this.clusters,
       storedBytes: this.storedBytes,
-    };
+    });
   }
 
   close(): void {
-    for (const f of this.#open.values()) f.close();
+    for (const f of this.#open.values()) f.file.close();
     this.#open.clear();
   }
 }
@@ -158,5 +180,27 @@ export async function extractArchive(
     return result;
   } finally {
     target.close();
+  }
+}
+
+/** Gives a new disk file its final (sparse) length: EFBIG shows here, not half-way. */
+async function sizeFile(
+  file: Deno.FsFile,
+  path: string,
+  size: number,
+): Promise<void> {
+  try {
+    await file.truncate(size);
+  } catch (error) {
+    if (errorCode(error) === "EFBIG") {
+      throw new FileError(
+        "create",
+        "disk image",
+        path,
+        `${size} bytes is larger than the file system allows for one file`,
+        { cause: error },
+      );
+    }
+    throw fileError("create", "disk image", path, error);
   }
 }

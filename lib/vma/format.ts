@@ -26,6 +26,8 @@ export const VMA_MAX_EXTENT_SIZE = VMA_EXTENT_HEADER_SIZE +
 /** Device ids run from 1 to 255; slot 0 is unused. */
 export const VMA_MAX_DEVICES = 256;
 export const VMA_MAX_CONFIGS = 256;
+/** Largest device: cluster numbers are 32 bits, so 2^32 clusters of 64 KiB (2^48 bytes). */
+export const VMA_MAX_DEVICE_SIZE = 2 ** 32 * VMA_CLUSTER_SIZE;
 /** Where the writer places the blob buffer; readers require at least this. */
 export const VMA_BLOB_BUFFER_OFFSET = 12288;
 /** Largest blob (its length is a u16). */

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { VmaError } from "./errors.ts";
+import { printable } from "../text/escape.ts";
 import {
   VMA_BLOB_BUFFER_OFFSET,
   VMA_DEV_INFO,
@@ -8,6 +9,7 @@ import {
   VMA_MAGIC,
   VMA_MAX_BLOB_SIZE,
   VMA_MAX_CONFIGS,
+  VMA_MAX_DEVICE_SIZE,
   VMA_MAX_DEVICES,
   VMA_MD5_SIZE,
   VMA_UUID_SIZE,
@@ -26,6 +28,12 @@ export interface VmaDevice {
   name: string;
   /** Bytes; for `vmstate` only a hint. */
   size: number;
+}
+
+/** A device as read from an archive: `exactSize` holds the u64 exactly. */
+export interface VmaDeviceRecord extends VmaDevice {
+  /** The recorded size, exact even past 2^53 (`size` is then rounded). */
+  exactSize: bigint;
 }
 
 export interface VmaHeader {
@@ -143,8 +151,13 @@ export function decodeHeaderSize(first: Uint8Array): number {
   return headerSize;
 }
 
+/** A header as read from an archive. */
+export interface DecodedVmaHeader extends VmaHeader {
+  devices: VmaDeviceRecord[];
+}
+
 /** Parses and checks a whole header (the bytes are not modified). */
-export function decodeHeader(bytes: Uint8Array): VmaHeader {
+export function decodeHeader(bytes: Uint8Array): DecodedVmaHeader {
   const headerSize = decodeHeaderSize(bytes);
   if (bytes.length !== headerSize) {
     throw new VmaError("Cannot read VMA header: wrong length");
@@ -209,13 +222,18 @@ export function decodeHeader(bytes: Uint8Array): VmaHeader {
       data: new Uint8Array(blobAt(dataPtr, `config ${i} data`)),
     });
   }
-  const devices: VmaDevice[] = [];
+  const devices: VmaDeviceRecord[] = [];
   for (let id = 1; id < VMA_MAX_DEVICES; id++) {
     const base = VMA_HEADER.devInfo + id * VMA_DEV_INFO.entrySize;
     const namePtr = dv.getUint32(base + VMA_DEV_INFO.devnamePtr);
-    const size = Number(dv.getBigUint64(base + VMA_DEV_INFO.size));
-    if (namePtr === 0 || size === 0) continue;
-    devices.push({ id, name: stringAt(namePtr, `device ${id} name`), size });
+    const exactSize = dv.getBigUint64(base + VMA_DEV_INFO.size);
+    if (namePtr === 0 || exactSize === 0n) continue;
+    devices.push({
+      id,
+      name: stringAt(namePtr, `device ${id} name`),
+      size: Number(exactSize),
+      exactSize,
+    });
   }
   return {
     uuid: bytes.slice(VMA_HEADER.uuid, VMA_HEADER.uuid + VMA_UUID_SIZE),
@@ -224,6 +242,23 @@ export function decodeHeader(bytes: Uint8Array): VmaHeader {
     devices,
     headerSize,
   };
+}
+
+/**
+ * Throws for a device whose data cannot be read: a recorded size past what a
+ * VMA archive can address (2^32 clusters). Listing a header needs no check.
+ */
+export function checkDeviceSizes(header: VmaHeader): void {
+  for (const d of header.devices) {
+    if (d.size > VMA_MAX_DEVICE_SIZE) {
+      const exact = (d as Partial<VmaDeviceRecord>).exactSize ?? BigInt(d.size);
+      throw new VmaError(
+        `Cannot read device ${d.id} ${
+          printable(d.name, 80)
+        }: its recorded size, ${exact} bytes, is more than a VMA archive can hold (${VMA_MAX_DEVICE_SIZE} bytes)`,
+      );
+    }
+  }
 }
 
 export function isVmstate(device: { name: string }): boolean {

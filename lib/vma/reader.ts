@@ -14,13 +14,16 @@ import {
   VMA_MD5_SIZE,
   VMA_UUID_SIZE,
 } from "./format.ts";
+import { ClusterSet } from "./cluster_set.ts";
+import { printable } from "../text/escape.ts";
 import {
+  checkDeviceSizes,
+  type DecodedVmaHeader,
   decodeHeader,
   decodeHeaderSize,
   isVmstate,
   md5,
   type VmaDevice,
-  type VmaHeader,
 } from "./header.ts";
 
 export interface VmaClusterEvent {
@@ -46,24 +49,30 @@ export interface MissingCluster {
  * naming the extent, device and cluster.
  */
 export class VmaReader {
-  readonly header: VmaHeader;
+  readonly header: DecodedVmaHeader;
   #input: ExactReader;
-  #seen = new Map<number, Uint8Array>();
+  #seen = new Map<number, ClusterSet>();
   /** Disks whose archive holds only some clusters: one bit per cluster it must hold. */
   #expected = new Map<number, Uint8Array>();
   #nextVmstate = new Map<number, number>();
   #cluster = new Uint8Array(VMA_CLUSTER_SIZE);
   #ended = false;
 
-  private constructor(input: ExactReader, header: VmaHeader) {
+  private constructor(input: ExactReader, header: DecodedVmaHeader) {
     this.#input = input;
     this.header = header;
-    for (const dev of header.devices) {
+  }
+
+  /**
+   * Throws for a device whose data cannot be read (a size past what a VMA
+   * archive can address); listing the header needs no such check.
+   */
+  checkReadable(): void {
+    if (this.#seen.size + this.#nextVmstate.size > 0) return;
+    checkDeviceSizes(this.header);
+    for (const dev of this.header.devices) {
       if (isVmstate(dev)) this.#nextVmstate.set(dev.id, 0);
-      else {this.#seen.set(
-          dev.id,
-          new Uint8Array(Math.ceil(clusterCount(dev.size) / 8)),
-        );}
+      else this.#seen.set(dev.id, new ClusterSet(clusterCount(dev.size)));
     }
   }
 
@@ -99,8 +108,9 @@ export class VmaReader {
    * is checked against this set instead of the whole disk.
    */
   expectClusters(devId: number, bits: Uint8Array): void {
+    this.checkReadable();
     const seen = this.#seen.get(devId);
-    if (seen === undefined || bits.length !== seen.length) {
+    if (seen === undefined || bits.length !== Math.ceil(seen.count / 8)) {
       throw new VmaError(
         `Cannot expect clusters of device ${devId}: no such disk or wrong set size`,
       );
@@ -117,6 +127,12 @@ export class VmaReader {
   async *clusters(): AsyncGenerator<VmaClusterEvent> {
     if (this.#ended) throw new VmaError("Cannot read clusters: already read");
     this.#ended = true;
+    try {
+      this.checkReadable();
+    } catch (error) {
+      await this.#input.cancel();
+      throw error;
+    }
     const devices = new Map(this.header.devices.map((d) => [d.id, d]));
     try {
       for (let extent = 0;; extent++) {
@@ -189,13 +205,14 @@ export class VmaReader {
     for (const dev of this.header.devices) {
       const seen = this.#seen.get(dev.id);
       if (seen === undefined) continue;
-      const n = clusterCount(dev.size);
       const expected = this.#expected.get(dev.id);
-      for (let c = 0; c < n; c++) {
-        if (
-          !(seen[c >>> 3]! & (1 << (c & 7))) &&
-          (expected === undefined || expected[c >>> 3]! & (1 << (c & 7)))
-        ) {
+      if (expected === undefined) {
+        const c = seen.firstMissing();
+        if (c >= 0) missing.push({ device: dev, cluster: c });
+        continue;
+      }
+      for (let c = 0; c < seen.count; c++) {
+        if (!seen.has(c) && expected[c >>> 3]! & (1 << (c & 7))) {
           missing.push({ device: dev, cluster: c });
           break;
         }
@@ -209,7 +226,9 @@ export class VmaReader {
     const first = this.missingClusters()[0];
     if (first !== undefined) {
       throw new VmaError(
-        `Cannot verify archive: detected missing cluster ${first.cluster} for stream ${first.device.name}`,
+        `Cannot verify archive: detected missing cluster ${first.cluster} for stream ${
+          printable(first.device.name, 80)
+        }`,
       );
     }
   }
@@ -263,17 +282,23 @@ export class VmaReader {
             `Cannot read ${at}: found out of order vmstate data`,
           );
         }
+        if (next * VMA_CLUSTER_SIZE >= device.size) {
+          throw new VmaError(
+            `Cannot read ${at}: vmstate data beyond its recorded size (${device.size} bytes)`,
+          );
+        }
         this.#nextVmstate.set(device.id, next + 1);
       } else {
         const seen = this.#seen.get(device.id)!;
-        if (info.cluster >= clusterCount(device.size)) {
+        const name = () => printable(device.name, 80);
+        if (info.cluster >= seen.count) {
           throw new VmaError(
-            `Cannot read ${at}: cluster beyond the end of ${device.name} (${device.size} bytes)`,
+            `Cannot read ${at}: cluster beyond the end of ${name()} (${device.size} bytes)`,
           );
         }
-        if (seen[info.cluster >>> 3]! & (1 << (info.cluster & 7))) {
+        if (seen.has(info.cluster)) {
           throw new VmaError(
-            `Cannot read ${at}: found duplicated cluster ${info.cluster} for stream ${device.name}`,
+            `Cannot read ${at}: found duplicated cluster ${info.cluster} for stream ${name()}`,
           );
         }
         const expected = this.#expected.get(device.id);
@@ -282,10 +307,10 @@ export class VmaReader {
           !(expected[info.cluster >>> 3]! & (1 << (info.cluster & 7)))
         ) {
           throw new VmaError(
-            `Cannot read ${at}: cluster ${info.cluster} of ${device.name} is not in the archive's recorded set`,
+            `Cannot read ${at}: cluster ${info.cluster} of ${name()} is not in the archive's recorded set`,
           );
         }
-        seen[info.cluster >>> 3]! |= 1 << (info.cluster & 7);
+        seen.add(info.cluster);
         const end = Math.floor(device.size / 512) * 512;
         for (let j = 0; j < 16; j++) {
           if (
@@ -293,7 +318,7 @@ export class VmaReader {
             info.cluster * VMA_CLUSTER_SIZE + j * VMA_BLOCK_SIZE >= end
           ) {
             throw new VmaError(
-              `Cannot read ${at}: got wrong block address - write beyond end of ${device.name}`,
+              `Cannot read ${at}: got wrong block address - write beyond end of ${name()}`,
             );
           }
         }

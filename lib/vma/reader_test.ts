@@ -26,6 +26,7 @@ Deno.test("VmaReader reads the header of a real Proxmox archive", async () => {
     id: 1,
     name: "drive-scsi0",
     size: 10737418240,
+    exactSize: 10737418240n,
   }]);
 });
 
