@@ -96,9 +96,9 @@ Deno.test({
       const [log, archive, notes] = files as [string, string, string];
       const m = VZDUMP_NAME_RE.exec(archive);
       assert.ok(m, archive);
-      assert.equal(m[2], "120");
-      assert.equal(log, `${m[1]}.log`);
-      assert.equal(notes, `${archive}.notes`);
+      assert.equal(m[2], "120", archive);
+      assert.equal(log, `${m[1]}.log`, "log name");
+      assert.equal(notes, `${archive}.notes`, "notes name");
       assert.equal(
         await Deno.readTextFile(`${out}/${notes}`),
         "web server\nsecond line",

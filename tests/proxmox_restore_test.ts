@@ -175,8 +175,13 @@ Deno.test({
       assert.match(script, /if=pflash,unit=1,format=raw,size=540672,file=/);
       const vm = await startRestored(`${tmp}/out`);
       try {
-        const s = await vm.qmp.execute<{ status: string }>("query-status");
-        assert.equal(s.status, "running");
+        let status = "";
+        for (let i = 0; i < 100 && status !== "running"; i++) {
+          if (i > 0) await new Promise((r) => setTimeout(r, 50));
+          status = (await vm.qmp.execute<{ status: string }>("query-status"))
+            .status;
+        }
+        assert.equal(status, "running", "the restored VM runs");
         const block = await vm.qmp.execute<
           { device: string; qdev?: string; inserted?: { file: string } }[]
         >("query-block");
@@ -205,7 +210,7 @@ Deno.test({
           path: "/machine/peripheral/sata0",
           property: "bootindex",
         });
-        assert.equal(boot, 100);
+        assert.equal(boot, 100, "sata0 boots first");
       } finally {
         await vm.stop();
       }

@@ -4,12 +4,16 @@
  */
 import type { TextSink } from "./types.ts";
 import { UsageError } from "../errors.ts";
+import { writeFileExclusive } from "../io/safe_file.ts";
+import { printable } from "../text/escape.ts";
 import type { ProxmoxBackupOptions } from "../proxmox/backup_config.ts";
 import {
   PVE_STORAGE_ID_RE,
   PVE_VMID_RE,
   vzdumpPaths,
 } from "../proxmox/vzdump_name.ts";
+
+const encoder = new TextEncoder();
 
 export const PROXMOX_BACKUP_OPTIONS = {
   storage: { type: "string" },
@@ -75,7 +79,7 @@ export class RunLog {
   constructor(inner: TextSink) {
     this.sink = {
       line: (text) => {
-        this.lines.push(`INFO: ${text}`);
+        this.lines.push(`INFO: ${printable(text)}`);
         inner.line(text);
       },
       text: (text) => inner.text(text),
@@ -89,9 +93,11 @@ export class RunLog {
     error?: unknown,
   ): Promise<void> {
     if (committed && args.notes !== null) {
-      await Deno.writeTextFile(`${args.output}.notes`, args.notes, {
-        createNew: true,
-      });
+      await writeFileExclusive(
+        `${args.output}.notes`,
+        encoder.encode(args.notes),
+        { what: "notes", mode: 0o644 },
+      );
     }
     if (args.logPath !== null) {
       const lines = [...this.lines];
@@ -104,9 +110,11 @@ export class RunLog {
           }`,
         );
       }
-      await Deno.writeTextFile(args.logPath, lines.join("\n") + "\n", {
-        createNew: true,
-      });
+      await writeFileExclusive(
+        args.logPath,
+        encoder.encode(lines.join("\n") + "\n"),
+        { what: "log", mode: 0o644 },
+      );
     }
   }
 }
