@@ -97,3 +97,63 @@ export function table(rows: string[][]): string {
     "\n",
   );
 }
+
+/**
+ * Writes a disk-like raw image: per 4 MiB, 1 MiB hole (never written),
+ * 2 MiB random data, 1 MiB of alternating 64 KiB zero runs (written) and
+ * random data. A quarter holes, an eighth written zeros.
+ */
+export async function writeDiskImage(
+  path: string,
+  bytes: number,
+): Promise<void> {
+  const MiB = 1 << 20;
+  const file = await Deno.open(path, {
+    write: true,
+    create: true,
+    truncate: true,
+  });
+  const data = new Uint8Array(3 * MiB);
+  try {
+    await file.truncate(bytes);
+    for (let at = 0; at < bytes; at += 4 * MiB) {
+      for (let i = 0; i < data.length; i += 65536) {
+        const piece = data.subarray(i, i + 65536);
+        if (i >= 2 * MiB && ((i / 65536) & 1) === 0) piece.fill(0);
+        else crypto.getRandomValues(piece);
+      }
+      const n = Math.min(data.length, bytes - at - MiB);
+      if (n <= 0) continue;
+      await file.seek(at + MiB, Deno.SeekMode.Start);
+      let w = 0;
+      while (w < n) w += await file.write(data.subarray(w, n));
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/**
+ * Runs each named script `n` times, interleaved (a, b, c, a, b, c, ...), so
+ * the machine's drift hits all alike; returns the median run of each.
+ */
+export async function medians(
+  n: number,
+  scripts: Record<string, string>,
+  cwd: string,
+  before?: (name: string) => Promise<void>,
+): Promise<Record<string, Measure>> {
+  const runs: Record<string, Measure[]> = {};
+  for (let i = 0; i < n; i++) {
+    for (const [name, script] of Object.entries(scripts)) {
+      await before?.(name);
+      (runs[name] ??= []).push(await measure(script, cwd));
+    }
+  }
+  const out: Record<string, Measure> = {};
+  for (const [name, list] of Object.entries(runs)) {
+    list.sort((a, b) => a.seconds - b.seconds);
+    out[name] = list[Math.floor(list.length / 2)]!;
+  }
+  return out;
+}

@@ -28,6 +28,8 @@ import {
   type VmDescription,
 } from "./inventory.ts";
 import type { Progress } from "./progress.ts";
+import { cleanLeftovers } from "./leftovers.ts";
+import { PullPath } from "./pull.ts";
 import { PushPath } from "./push.ts";
 import { currentRun } from "./run_id.ts";
 import { VmstateCapture, vmstateSizeHint } from "./vmstate.ts";
@@ -45,10 +47,14 @@ export interface BackupOptions {
   sink: ByteSink;
   configs?: { name: string; data: Uint8Array }[];
   drives?: string[];
-  /** Data path; default "push". */
+  /** Data path; default "pull". */
   mode?: BackupMode;
-  /** Where temporary files (the spooled VM state) go; default the private directory. */
-  spoolDir?: string;
+  /** Where the fleecing images and the spooled VM state go; default /var/tmp. */
+  fleecingDir?: string;
+  /** Seconds a guest write may wait on a fleecing image before the snapshot breaks (default 30). */
+  cbwTimeout?: number;
+  /** Pull: TRIM what was stored (default true; off only to measure). */
+  trim?: boolean;
   /** Bytes per second for each job; 0 or absent: unlimited. */
   speed?: number;
   /** QEMU's copy workers per job (x-perf.max-workers): bounds data in flight. */
@@ -80,7 +86,15 @@ export interface BackupResult {
 /** The name of the config that describes the VM. */
 export const VM_CONFIG_NAME = "vmabak.json";
 
+/** Disk-backed on most hosts, where $TMPDIR is often RAM. */
+export const DEFAULT_FLEECING_DIR = "/var/tmp";
+
 const encoder = new TextEncoder();
+
+/** Where the private directories of runs are made (Deno.makeTempDir's choice). */
+export function tempDir(): string {
+  return Deno.env.get("TMPDIR") ?? "/tmp";
+}
 
 /**
  * Backs up every disk of a running VM at one instant into a VMA archive
@@ -101,9 +115,12 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const qmp = await QmpClient.connect(options.qmpPath);
     stack.defer(() => qmp.close());
     const run = currentRun();
+    const fleecingDir = options.fleecingDir ?? DEFAULT_FLEECING_DIR;
+
+    // Leftovers of runs that were killed go first; a live run is refused.
+    await cleanLeftovers(qmp, { self: run, dirs: [fleecingDir, tempDir()] });
 
     // Inventory: what the VM has, and what to back up.
-    await refuseRunningJobs(qmp);
     const disks = selectDisks(await listDisks(qmp), options.drives ?? []);
     if (disks.length === 0) {
       throw new Error("Cannot start backup: the VM has no writable disk");
@@ -144,7 +161,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const vmstateId = vmstate
       ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
       : 0;
-    const privateDir = await makePrivateDir("vmabak-");
+    const privateDir = await makePrivateDir(`${run.tag}-`);
     stack.defer(() => Deno.remove(privateDir, { recursive: true }));
     const ctx: BackupContext = {
       qmp,
@@ -157,16 +174,19 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       failure,
       signal,
     };
-    const path: DataPath = new PushPath(ctx, {
-      ...(options.speed ? { speed: options.speed } : {}),
-      ...(options.maxWorkers ? { maxWorkers: options.maxWorkers } : {}),
-    });
+    const path: DataPath = options.mode === "push"
+      ? new PushPath(ctx, {
+        ...(options.speed ? { speed: options.speed } : {}),
+        ...(options.maxWorkers ? { maxWorkers: options.maxWorkers } : {}),
+        holdJobs: vmstate,
+      })
+      : new PullPath(ctx, {
+        dir: fleecingDir,
+        cbwTimeout: options.cbwTimeout ?? 30,
+        ...(options.trim === false ? { trim: false } : {}),
+      });
     const capture = vmstate
-      ? await VmstateCapture.prepare(
-        ctx,
-        vmstateId,
-        options.spoolDir ?? privateDir,
-      )
+      ? await VmstateCapture.prepare(ctx, vmstateId, fleecingDir)
       : undefined;
     await path.prepare();
     await writer.start();
@@ -177,6 +197,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       snapshot: () => path.snapshot(),
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
+    await path.afterInstant();
     options.onStarted?.({ disks: disks.map((d) => d.name), privateDir });
 
     // Copy: every cluster of every disk into the archive.
@@ -207,19 +228,6 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
   } catch (error) {
     failure.fail(error);
     throw failure.error;
-  }
-}
-
-/** Refuses to start while a job of another vmabak run is in QEMU. */
-async function refuseRunningJobs(qmp: QmpClient): Promise<void> {
-  const running = await qmp.execute<{ id: string }[]>("query-jobs");
-  const ours = running.filter((j) => j.id.startsWith("vmabak-"));
-  if (ours.length > 0) {
-    throw new Error(
-      `Cannot start backup: vmabak job ${
-        ours[0]!.id
-      } is already running on this VM`,
-    );
   }
 }
 

@@ -6,6 +6,7 @@
  * add fields; a field this version knows must have its type and range.
  */
 import type { VmDescription, VmDisk } from "./inventory.ts";
+import { parseIncrementalRecord } from "../chain/incremental.ts";
 import { printable, QEMU_ID } from "../text/escape.ts";
 
 /** `vmabak.json` is missing a field, or a field has a wrong type, range or character. */
@@ -76,6 +77,9 @@ export function checkVmDescription(value: unknown): VmDescription {
     cpus: int(o.cpus, "cpus", 1, MAX_CPUS),
     disks: disks.map((d, i) => checkDisk(d, `disks[${i}]`)),
     vmstate: bool(o.vmstate, "vmstate"),
+    ...(o.incremental === undefined
+      ? {}
+      : { incremental: incremental(o.incremental) }),
   };
   unique(desc.disks.map((d) => d.name), "disks[].name");
   unique(desc.disks.map((d) => d.node), "disks[].node");
@@ -128,6 +132,20 @@ function checkDisk(value: unknown, at: string): VmDisk {
     file: plain(d.file, `${at}.file`, 4096),
     size: int(d.size, `${at}.size`, 0, Number.MAX_SAFE_INTEGER),
   };
+}
+
+function incremental(value: unknown) {
+  try {
+    return parseIncrementalRecord(value);
+  } catch (error) {
+    fail(
+      "incremental",
+      (error as Error).message.replace(
+        /^Cannot read the incremental record: /,
+        "",
+      ),
+    );
+  }
 }
 
 function fail(field: string, reason: string): never {

@@ -18,7 +18,7 @@ function withDisk(change: Record<string, unknown>): Record<string, unknown> {
 }
 
 Deno.test("parseVmDescription() returns the typed description and ignores unknown fields", () => {
-  const d = { ...goodDescription(), incremental: { base: "x" }, future: 1 };
+  const d = { ...goodDescription(), merged: { from: [] }, future: 1 };
   const got = parseVmDescription(enc.encode(JSON.stringify(d)));
   assert.equal(got.machine, "pc-q35-7.2");
   assert.equal(got.disks[0]!.deviceId, "vd0");
@@ -34,6 +34,10 @@ Deno.test("parseVmDescription() refuses hostile or malformed descriptions with o
       /name holds a control character/,
     ],
     [{ ...goodDescription(), machine: "q35,memory-backend=x" }, /machine/],
+    [
+      { ...goodDescription(), incremental: { base: "x" } },
+      /incremental base is not a uuid/,
+    ],
     [{ ...goodDescription(), machine: "q35'; touch PWNED" }, /machine/],
     [withDisk({ node: "n0,read-only=on" }), /disks\[0\]\.node/],
     [withDisk({ deviceId: "vd0,drive=x" }), /disks\[0\]\.deviceId/],

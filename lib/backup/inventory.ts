@@ -1,3 +1,4 @@
+import type { IncrementalRecord } from "../chain/incremental.ts";
 import type { QmpClient } from "../qmp/client.ts";
 import { VERSION } from "../version.ts";
 
@@ -33,6 +34,8 @@ export interface VmDescription {
   cpus: number;
   disks: VmDisk[];
   vmstate: boolean;
+  /** An incremental archive's place in its chain and the clusters it holds. */
+  incremental?: IncrementalRecord;
 }
 
 interface BlockInfo {

@@ -81,10 +81,10 @@ export class ClusterSet {
 
 /**
  * Encodes a set as its runs: unsigned LEB128 pairs (gap since the end of the
- * previous run, run length), base64. A disk's changed clusters usually come
- * in runs, so this is small; scattered single clusters cost ~2.7 characters.
+ * previous run, run length). A disk's changed clusters usually come in
+ * runs, so this is small; a scattered single cluster costs about 2 bytes.
  */
-export function encodeRuns(set: ClusterSet): string {
+export function encodeRunBytes(set: ClusterSet): Uint8Array {
   const bytes: number[] = [];
   const varint = (n: number) => {
     while (n >= 0x80) {
@@ -99,32 +99,23 @@ export function encodeRuns(set: ClusterSet): string {
     varint(length);
     end = start + length;
   }
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary);
+  return new Uint8Array(bytes);
 }
 
 /**
- * Decodes `encodeRuns` output for a disk of `size` clusters. Untrusted
+ * Decodes `encodeRunBytes` output for a disk of `size` clusters. Untrusted
  * input: runs must be non-empty, in bounds, ascending and apart.
  */
-export function decodeRuns(text: string, size: number): ClusterSet {
-  let binary: string;
-  try {
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) throw new Error("bad");
-    binary = atob(text);
-  } catch {
-    throw new ChainError("Cannot read cluster runs: not base64");
-  }
+export function decodeRunBytes(bytes: Uint8Array, size: number): ClusterSet {
   const set = new ClusterSet(size);
   let at = 0;
   const varint = (): number => {
     let n = 0;
     for (let shift = 1;; shift *= 0x80) {
-      if (at >= binary.length) {
+      if (at >= bytes.length) {
         throw new ChainError("Cannot read cluster runs: truncated number");
       }
-      const b = binary.charCodeAt(at++);
+      const b = bytes[at++]!;
       n += (b & 0x7f) * shift;
       if (!(b & 0x80)) break;
       if (shift > 2 ** 42) {
@@ -134,7 +125,7 @@ export function decodeRuns(text: string, size: number): ClusterSet {
     return n;
   };
   let end = 0;
-  while (at < binary.length) {
+  while (at < bytes.length) {
     const start = end + varint();
     const length = varint();
     if (length === 0 || (start === end && end !== 0)) {
@@ -151,4 +142,27 @@ export function decodeRuns(text: string, size: number): ClusterSet {
     end = start + length;
   }
   return set;
+}
+
+/** `encodeRunBytes` as base64 text (for JSON). */
+export function encodeRuns(set: ClusterSet): string {
+  const bytes = encodeRunBytes(set);
+  let binary = "";
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary);
+}
+
+/** Decodes `encodeRuns` text for a disk of `size` clusters. */
+export function decodeRuns(text: string, size: number): ClusterSet {
+  let binary: string;
+  try {
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) throw new Error("bad");
+    binary = atob(text);
+  } catch {
+    throw new ChainError("Cannot read cluster runs: not base64");
+  }
+  return decodeRunBytes(
+    Uint8Array.from(binary, (c) => c.charCodeAt(0)),
+    size,
+  );
 }

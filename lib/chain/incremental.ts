@@ -1,8 +1,15 @@
 import { formatUuid, VMA_VMSTATE_NAME } from "../vma/format.ts";
 import type { VmaHeader } from "../vma/header.ts";
-import { ClusterSet, decodeRuns, encodeRuns } from "./cluster_set.ts";
+import {
+  type ClusterSet,
+  decodeRunBytes,
+  decodeRuns,
+  encodeRunBytes,
+  encodeRuns,
+} from "./cluster_set.ts";
 import { ChainError } from "./errors.ts";
 import { clusterCount } from "../vma/format.ts";
+import { parseVmDescription } from "../backup/description.ts";
 
 /** The config that describes a vmabak archive (see lib/backup). */
 export const DESCRIPTION_CONFIG = "vmabak.json";
@@ -18,9 +25,23 @@ export interface IncrementalRecord {
   full: string;
   /** Place in the chain: 1 for the first incremental after the full. */
   index: number;
-  /** Per disk (by device name): how many clusters it holds, and which (`encodeRuns`). */
-  disks: Record<string, { clusters: number; runs: string }>;
+  /**
+   * Per disk (by device name): how many clusters it holds, and which: their
+   * runs (`encodeRuns`) inline, or, when long, in configs of their own
+   * (`runsConfigs`, `encodeRunBytes` split in order).
+   */
+  disks: Record<string, IncrementalDisk>;
 }
+
+export type IncrementalDisk =
+  | { clusters: number; runs: string }
+  | { clusters: number; runsConfigs: string[] };
+
+/** Runs longer than this (base64 characters) go into configs of their own. */
+export const INLINE_RUNS_LIMIT = 4096;
+/** Name of the configs holding long runs: `vmabak-runs-<disk index>-<part>`. */
+export const RUNS_CONFIG_PREFIX = "vmabak-runs-";
+const MAX_CONFIG_BYTES = 65535;
 
 /** An incremental record checked against its archive's header. */
 export interface IncrementalInfo {
@@ -55,13 +76,21 @@ export function parseIncrementalRecord(value: unknown): IncrementalRecord {
   const out: IncrementalRecord["disks"] = {};
   for (const [name, d] of Object.entries(disks)) {
     if (
-      !isObject(d) || typeof d.runs !== "string" ||
-      typeof d.clusters !== "number" || !Number.isSafeInteger(d.clusters) ||
-      d.clusters < 0
+      !isObject(d) || typeof d.clusters !== "number" ||
+      !Number.isSafeInteger(d.clusters) || d.clusters < 0
     ) {
-      throw bad(`disk ${JSON.stringify(name)} has no clusters and runs`);
+      throw bad(`disk ${JSON.stringify(name)} has no cluster count`);
     }
-    out[name] = { clusters: d.clusters, runs: d.runs };
+    if (typeof d.runs === "string") {
+      out[name] = { clusters: d.clusters, runs: d.runs };
+    } else if (
+      Array.isArray(d.runsConfigs) &&
+      d.runsConfigs.every((c) => typeof c === "string")
+    ) {
+      out[name] = { clusters: d.clusters, runsConfigs: d.runsConfigs };
+    } else {
+      throw bad(`disk ${JSON.stringify(name)} has no runs`);
+    }
   }
   return { base, full, index, disks: out };
 }
@@ -93,7 +122,9 @@ export function readDescription(
 export function readIncremental(header: VmaHeader): IncrementalInfo | null {
   const description = readDescription(header);
   if (description?.incremental === undefined) return null;
-  const record = parseIncrementalRecord(description.incremental);
+  // An incremental's description goes through the one door, whole.
+  const config = header.configs.find((c) => c.name === DESCRIPTION_CONFIG)!;
+  const record = parseVmDescription(config.data).incremental!;
   const sets = new Map<number, ClusterSet>();
   const disks = header.devices.filter((d) => d.name !== VMA_VMSTATE_NAME);
   for (const d of disks) {
@@ -103,7 +134,12 @@ export function readIncremental(header: VmaHeader): IncrementalInfo | null {
         `Cannot read the incremental record: no cluster set for disk ${d.name}`,
       );
     }
-    const set = decodeRuns(entry.runs, clusterCount(d.size));
+    const set = "runs" in entry
+      ? decodeRuns(entry.runs, clusterCount(d.size))
+      : decodeRunBytes(
+        joinConfigs(header, entry.runsConfigs),
+        clusterCount(d.size),
+      );
     if (set.count !== entry.clusters) {
       throw new ChainError(
         `Cannot read the incremental record: disk ${d.name} says ${entry.clusters} clusters, its runs hold ${set.count}`,
@@ -121,24 +157,69 @@ export function readIncremental(header: VmaHeader): IncrementalInfo | null {
   return { record, sets };
 }
 
+function joinConfigs(header: VmaHeader, names: string[]): Uint8Array {
+  const parts = names.map((n) => {
+    const c = header.configs.find((c) => c.name === n);
+    if (c === undefined) {
+      throw new ChainError(
+        `Cannot read the incremental record: config ${n} is not in the archive`,
+      );
+    }
+    return c.data;
+  });
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** A new incremental's record, and the configs that hold its long runs. */
+export interface NewIncremental {
+  record: IncrementalRecord;
+  configs: { name: string; data: Uint8Array }[];
+}
+
 /**
  * The record of a new incremental whose base is the archive with `base`'s
- * header; `sets` by disk name.
+ * header; `sets` by disk name, in the archive's disk order.
  */
-export function makeIncrementalRecord(
+export function makeIncremental(
   base: VmaHeader,
   sets: Map<string, ClusterSet>,
-): IncrementalRecord {
+): NewIncremental {
   const baseInfo = readIncremental(base);
   const uuid = formatUuid(base.uuid);
   const disks: IncrementalRecord["disks"] = {};
+  const configs: NewIncremental["configs"] = [];
+  let index = 0;
   for (const [name, set] of sets) {
-    disks[name] = { clusters: set.count, runs: encodeRuns(set) };
+    const runs = encodeRuns(set);
+    if (runs.length <= INLINE_RUNS_LIMIT) {
+      disks[name] = { clusters: set.count, runs };
+    } else {
+      const bytes = encodeRunBytes(set);
+      const names: string[] = [];
+      for (let at = 0, part = 0; at < bytes.length; part++) {
+        const data = bytes.slice(at, at + MAX_CONFIG_BYTES);
+        const n = `${RUNS_CONFIG_PREFIX}${index}-${part}`;
+        configs.push({ name: n, data });
+        names.push(n);
+        at += data.length;
+      }
+      disks[name] = { clusters: set.count, runsConfigs: names };
+    }
+    index++;
   }
   return {
-    base: uuid,
-    full: baseInfo?.record.full ?? uuid,
-    index: (baseInfo?.record.index ?? 0) + 1,
-    disks,
+    record: {
+      base: uuid,
+      full: baseInfo?.record.full ?? uuid,
+      index: (baseInfo?.record.index ?? 0) + 1,
+      disks,
+    },
+    configs,
   };
 }

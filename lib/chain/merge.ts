@@ -3,7 +3,11 @@ import { formatUuid } from "../vma/format.ts";
 import type { VmaReader } from "../vma/reader.ts";
 import { VmaWriter } from "../vma/writer.ts";
 import type { ChainLink } from "./chain.ts";
-import { DESCRIPTION_CONFIG, readDescription } from "./incremental.ts";
+import {
+  DESCRIPTION_CONFIG,
+  readDescription,
+  RUNS_CONFIG_PREFIX,
+} from "./incremental.ts";
 import { replayChain } from "./replay.ts";
 
 export interface MergeResult {
@@ -31,6 +35,8 @@ export async function mergeChain(
   const newest = links[0]!.header;
   const writer = new VmaWriter(sink, { ctime: newest.ctime });
   for (const c of newest.configs) {
+    // The incremental's own cluster runs do not describe the full.
+    if (c.name.startsWith(RUNS_CONFIG_PREFIX)) continue;
     if (c.name !== DESCRIPTION_CONFIG) {
       writer.addConfig(c.name, c.data);
       continue;

@@ -1,5 +1,5 @@
 import type { CommandContext } from "./types.ts";
-import { openArchiveInput } from "../io/input.ts";
+import { openArchiveByteReader } from "../io/input.ts";
 import { VmaReader } from "../vma/reader.ts";
 
 /** Opens ARCHIVE (a path, or `-` for standard input; zstd or plain) and reads its header. */
@@ -7,7 +7,7 @@ export async function openArchiveReader(
   path: string,
   ctx: CommandContext,
 ): Promise<VmaReader> {
-  return await VmaReader.open(await openArchiveInput(path, ctx.stdin));
+  return await VmaReader.open(await openArchiveByteReader(path, ctx.stdin));
 }
 
 /** Reads only an archive's header, then lets go of the input. */

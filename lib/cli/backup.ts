@@ -20,7 +20,7 @@ import {
 import { printable } from "../text/escape.ts";
 
 const USAGE =
-  "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode push] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
+  "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode pull|push] [--fleecing-dir DIR] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
   "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json] " +
   PROXMOX_BACKUP_USAGE;
 
@@ -58,6 +58,8 @@ export const backupCommand: Command = {
       vmstate: { type: "boolean" },
       zstd: { type: "string" },
       mode: { type: "string" },
+      "fleecing-dir": { type: "string" },
+      "no-trim": { type: "boolean" },
       ...PROXMOX_BACKUP_OPTIONS,
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
@@ -66,9 +68,9 @@ export const backupCommand: Command = {
     if (typeof values.output !== "string") {
       throw new UsageError(`-o ARCHIVE is required (usage: ${USAGE})`);
     }
-    const mode = values.mode ?? "push";
-    if (mode !== "push") {
-      throw new UsageError(`--mode must be push, got "${mode}"`);
+    const mode = values.mode ?? "pull";
+    if (mode !== "push" && mode !== "pull") {
+      throw new UsageError(`--mode must be pull or push, got "${mode}"`);
     }
     const speed = values.speed === undefined
       ? undefined
@@ -134,6 +136,10 @@ export const backupCommand: Command = {
         onProgress,
         vmstate: values.vmstate === true,
         mode,
+        ...(values["no-trim"] === true ? { trim: false } : {}),
+        ...(typeof values["fleecing-dir"] === "string"
+          ? { fleecingDir: values["fleecing-dir"] }
+          : {}),
         ...(speed !== undefined ? { speed } : {}),
         ...(workers !== undefined ? { maxWorkers: workers } : {}),
         proxmox: pve.proxmox,

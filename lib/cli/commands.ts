@@ -1,5 +1,6 @@
 import type { Command } from "./types.ts";
 import { backupCommand } from "./backup.ts";
+import { cleanupCommand } from "./cleanup.ts";
 import { configCommand } from "./config.ts";
 import { createCommand } from "./create.ts";
 import { extractCommand } from "./extract.ts";
@@ -23,4 +24,5 @@ export const COMMANDS: readonly Command[] = [
   mergeCommand,
   restoreCommand,
   resumeCommand,
+  cleanupCommand,
 ];

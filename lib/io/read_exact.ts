@@ -13,11 +13,26 @@ export class EndOfStreamError extends Error {
 }
 
 /**
+ * Exact reads from a byte source. `readExact(n)` either returns n bytes or
+ * throws `EndOfStreamError`. A returned view (without `into`) is valid until
+ * the next call.
+ */
+export interface ByteReader {
+  /** Bytes consumed so far (for error messages). */
+  readonly position: number;
+  readExact(n: number, what?: string, into?: Uint8Array): Promise<Uint8Array>;
+  /** Like readExact, but returns null when the source ends before any byte. */
+  readRecord(n: number, what?: string): Promise<Uint8Array | null>;
+  atEnd(): Promise<boolean>;
+  cancel(): Promise<void>;
+}
+
+/**
  * A buffered reader over a `ReadableStream<Uint8Array>` with exact reads.
  * `readExact(n)` either returns n bytes or throws `EndOfStreamError`;
  * `atEnd()` tells whether the stream is exhausted at a record boundary.
  */
-export class ExactReader {
+export class ExactReader implements ByteReader {
   #reader: ReadableStreamDefaultReader<Uint8Array>;
   #chunks: Uint8Array[] = [];
   #buffered = 0;

@@ -11,7 +11,7 @@ import { BASE_ALLOCATION, NBD_CMD, NBD_CMD_FLAG, NBD_FLAG } from "./format.ts";
 import type { BlockSizes } from "./handshake.ts";
 import { type Pending, ReplyRouter } from "./client_replies.ts";
 import { SocketReader } from "./socket_reader.ts";
-import { encodeRequest } from "./transmission.ts";
+import { type BlockExtent, encodeRequest } from "./transmission.ts";
 
 export interface NbdClientOptions {
   address: { path: string } | { hostname: string; port: number };
@@ -22,12 +22,7 @@ export interface NbdClientOptions {
   maxInFlight?: number;
 }
 
-/** A run of the export in one state: NBD_STATE_HOLE|NBD_STATE_ZERO, or NBD_STATE_DIRTY for bitmaps. */
-export interface BlockExtent {
-  offset: number;
-  length: number;
-  flags: number;
-}
+export type { BlockExtent };
 
 /** Largest READ/WRITE sent, whatever the server allows. */
 const MAX_DATA_REQUEST = 32 * 1024 * 1024;

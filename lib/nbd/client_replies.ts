@@ -1,6 +1,5 @@
 /** Routes the NBD replies of one connection to their pending requests. */
 import { EndOfStreamError } from "../io/read_exact.ts";
-import type { BlockExtent } from "./client.ts";
 import { NbdError, NbdRequestError } from "./errors.ts";
 import {
   NBD_CMD,
@@ -12,6 +11,7 @@ import {
 } from "./format.ts";
 import type { SocketReader } from "./socket_reader.ts";
 import {
+  type BlockExtent,
   decodeBlockStatus,
   decodeChunkHeader,
   decodeErrorChunk,

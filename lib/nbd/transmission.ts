@@ -208,6 +208,16 @@ export function decodeOffsetHole(payload: Uint8Array): Hole {
   };
 }
 
+/**
+ * A run of an export in one state, at an absolute offset: NBD_STATE_HOLE |
+ * NBD_STATE_ZERO for `base:allocation`, NBD_STATE_DIRTY for dirty bitmaps.
+ */
+export interface BlockExtent {
+  offset: number;
+  length: number;
+  flags: number;
+}
+
 /** One block status descriptor: a run of `length` bytes in state `flags`. */
 export interface BlockDescriptor {
   length: number;

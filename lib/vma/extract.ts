@@ -5,7 +5,6 @@ import {
   fileError,
   makePrivateDir,
   writeAllTo,
-  writeAllToSync,
   writeFileExclusive,
 } from "../io/safe_file.ts";
 import { VmaError } from "./errors.ts";
@@ -16,7 +15,8 @@ import {
 } from "./format.ts";
 import { checkDeviceSizes, type VmaDevice, type VmaHeader } from "./header.ts";
 import { checkFileNameLength, checkSafeName } from "./names.ts";
-import type { VmaReader } from "./reader.ts";
+import type { ExtentSlot, VmaReader } from "./reader.ts";
+import { type RunTarget, RunWriter, ZERO_BLOCK } from "./run_writer.ts";
 
 export interface ExtractResult {
   files: string[];
@@ -75,10 +75,8 @@ export class ExtractTarget {
   readonly files: string[];
   clusters = 0;
   storedBytes = 0;
-  #open = new Map<
-    number,
-    { file: Deno.FsFile; where: { what: string; path: string } }
-  >();
+  #open = new Map<number, RunTarget>();
+  #runs = new RunWriter();
 
   private constructor(files: string[]) {
     this.files = files;
@@ -124,33 +122,88 @@ export class ExtractTarget {
       this.storedBytes += ev.data.length;
       return;
     }
-    const base = ev.cluster * VMA_CLUSTER_SIZE;
-    const valid = Math.min(VMA_CLUSTER_SIZE, ev.device.size - base);
-    // Write each run of stored blocks; zero blocks stay holes.
+    this.#disk(this.#open.get(ev.device.id)!, ev, ev.data, -1);
+    this.#runs.flush(); // ev.data is reused by the caller
+  }
+
+  /**
+   * Writes one extent as the reader gives it (slots and their stored blocks
+   * back to back): runs of blocks that continue each other in the file go
+   * out in one write.
+   */
+  writeExtent(slots: ExtentSlot[], data: Uint8Array): void {
+    let block = 0;
+    for (const slot of slots) {
+      const target = this.#open.get(slot.device.id)!;
+      this.clusters++;
+      if (slot.device.name === VMA_VMSTATE_NAME) {
+        // Every byte, zero blocks included, in order.
+        const base = slot.cluster * VMA_CLUSTER_SIZE;
+        for (let j = 0; j < 16; j++) {
+          const at = base + j * VMA_BLOCK_SIZE;
+          if ((slot.mask >>> j) & 1) {
+            this.#runs.add(target, at, data, block++, 1);
+          } else this.#runs.add(target, at, ZERO_BLOCK, 0, 1);
+        }
+        this.storedBytes += VMA_CLUSTER_SIZE;
+        continue;
+      }
+      block = this.#disk(target, slot, data, block);
+    }
+    this.#runs.flush();
+  }
+
+  /**
+   * Queues each run of stored blocks of a disk cluster; zero blocks stay
+   * holes. `block`: where its stored blocks start in `data` (packed, as in
+   * an extent), or -1 when `data` is the whole cluster. Returns the block
+   * after them.
+   */
+  #disk(
+    target: RunTarget,
+    slot: ExtentSlot,
+    data: Uint8Array,
+    block: number,
+  ): number {
+    const base = slot.cluster * VMA_CLUSTER_SIZE;
+    const valid = Math.min(VMA_CLUSTER_SIZE, slot.device.size - base);
     for (let j = 0; j < 16;) {
-      if (!((ev.mask >>> j) & 1)) {
+      if (!((slot.mask >>> j) & 1)) {
         j++;
         continue;
       }
       let k = j;
-      while (k < 16 && (ev.mask >>> k) & 1) k++;
-      const start = j * VMA_BLOCK_SIZE;
-      const end = Math.min(k * VMA_BLOCK_SIZE, valid);
-      // Sync calls: an async call costs ~30 µs, more than writing a 4 KiB block.
-      file.seekSync(base + start, Deno.SeekMode.Start);
-      writeAllToSync(file, ev.data.subarray(start, end), where);
-      this.storedBytes += end - start;
+      while (k < 16 && (slot.mask >>> k) & 1) k++;
+      const bytes = Math.min(k * VMA_BLOCK_SIZE, valid) - j * VMA_BLOCK_SIZE;
+      const from = block < 0 ? j : block;
+      this.#runs.add(
+        target,
+        base + j * VMA_BLOCK_SIZE,
+        data,
+        from,
+        k - j,
+        bytes,
+      );
+      this.storedBytes += bytes;
+      if (block >= 0) block += k - j;
       j = k;
     }
+    return block;
   }
 
-  /** The result (disk files were sized when created). */
-  finish(): Promise<ExtractResult> {
-    return Promise.resolve({
+  /** Makes every written file durable; the result (disk files were sized when created). */
+  async finish(): Promise<ExtractResult> {
+    await this.#runs.sync();
+    return {
       files: this.files,
       clusters: this.clusters,
       storedBytes: this.storedBytes,
-    });
+    };
+  }
+
+  /** Waits for background write-back (before `close()` on an error path). */
+  async settle(): Promise<void> {
+    await this.#runs.settle();
   }
 
   close(): void {
@@ -171,14 +224,15 @@ export async function extractArchive(
 ): Promise<ExtractResult> {
   const target = await ExtractTarget.create(reader.header, dir);
   try {
-    for await (const ev of reader.clusters()) {
+    for await (const { slots, data } of reader.extents()) {
       options.signal?.throwIfAborted();
-      await target.write(ev);
+      target.writeExtent(slots, data);
     }
     const result = await target.finish();
     reader.checkComplete();
     return result;
   } finally {
+    await target.settle();
     target.close();
   }
 }

@@ -46,6 +46,10 @@ export class VmaWriter {
   #error: unknown;
   #extent = new Uint8Array(VMA_MAX_EXTENT_SIZE);
   #extentView = new DataView(this.#extent.buffer);
+  /** The other extent buffer: filled while this one is being written. */
+  #spare = new Uint8Array(VMA_MAX_EXTENT_SIZE);
+  /** The write of the previous extent, still in progress (never rejects unobserved). */
+  #writing: Promise<void> | null = null;
   #slots = 0;
   #blocks = 0;
   #extentsWritten = 0;
@@ -74,6 +78,16 @@ export class VmaWriter {
       throw new VmaError(`Cannot add config "${name}": added twice`);
     }
     this.#configs.push({ name, data });
+  }
+
+  /** Replaces the data of a config added before (until `start()`), keeping its place. */
+  replaceConfig(name: string, data: Uint8Array): void {
+    this.#needState("setup", `replace config "${name}"`);
+    const config = this.#configs.find((c) => c.name === name);
+    if (config === undefined) {
+      throw new VmaError(`Cannot replace config "${name}": not added`);
+    }
+    config.data = data;
   }
 
   addDevice(name: string, size: number): number {
@@ -133,6 +147,7 @@ export class VmaWriter {
     return this.#enqueue(async () => {
       this.#needState("writing", "finish");
       if (this.#slots > 0 || this.#extentsWritten === 0) await this.#flush();
+      await this.#settle();
       this.#state = "finished";
     });
   }
@@ -263,12 +278,26 @@ export class VmaWriter {
     ext.set(this.#uuid, VMA_EXTENT.uuid);
     ext.fill(0, VMA_EXTENT.md5sum, VMA_EXTENT.md5sum + VMA_MD5_SIZE);
     ext.set(md5(ext.subarray(0, VMA_EXTENT_HEADER_SIZE)), VMA_EXTENT.md5sum);
-    await this.#write(
+    // Overlap: the sink writes this extent while the next one fills up.
+    await this.#settle();
+    const writing = this.#write(
       ext.subarray(0, VMA_EXTENT_HEADER_SIZE + this.#blocks * VMA_BLOCK_SIZE),
     );
+    writing.catch(() => {});
+    this.#writing = writing;
+    this.#extent = this.#spare;
+    this.#extentView = new DataView(this.#extent.buffer);
+    this.#spare = ext;
     this.#extentsWritten++;
     this.#slots = 0;
     this.#blocks = 0;
+  }
+
+  /** Waits for the previous extent's write (and fails with its error). */
+  async #settle(): Promise<void> {
+    const writing = this.#writing;
+    this.#writing = null;
+    if (writing !== null) await writing;
   }
 
   async #write(bytes: Uint8Array): Promise<void> {

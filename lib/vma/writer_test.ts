@@ -188,3 +188,21 @@ Deno.test("VmaWriter.writeCluster() stores a cluster of zeros as mask 0", async 
   assert.equal(dv.getUint16(e + 6), 0);
   assert.equal(dv.getBigUint64(e + 40), 0x0000000100000000n);
 });
+
+Deno.test("VmaWriter.replaceConfig() changes a config's data before start(), keeps its place, refuses after", async () => {
+  const sink = new MemorySink();
+  const w = new VmaWriter(sink, { uuid: UUID, ctime: 1 });
+  w.addConfig("a.json", new TextEncoder().encode("{}"));
+  w.addConfig("b.conf", new TextEncoder().encode("b"));
+  w.replaceConfig("a.json", new TextEncoder().encode('{"x":1}'));
+  assert.throws(() => w.replaceConfig("c", new Uint8Array(1)), VmaError);
+  w.addDevice("d", 65536);
+  await w.start();
+  assert.throws(() => w.replaceConfig("a.json", new Uint8Array(1)), VmaError);
+  await w.writeCluster(1, 0, null);
+  await w.finish();
+  const r = await VmaReader.open(sink.stream());
+  assert.deepEqual(r.header.configs.map((c) => c.name), ["a.json", "b.conf"]);
+  assert.equal(new TextDecoder().decode(r.header.configs[0]!.data), '{"x":1}');
+  await r.close();
+});

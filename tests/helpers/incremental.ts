@@ -6,8 +6,9 @@
 import { ClusterSet } from "../../lib/chain/cluster_set.ts";
 import {
   DESCRIPTION_CONFIG,
-  makeIncrementalRecord,
+  makeIncremental,
   readDescription,
+  RUNS_CONFIG_PREFIX,
 } from "../../lib/chain/incremental.ts";
 import { openArchiveInput } from "../../lib/io/input.ts";
 import { openArchiveOutput } from "../../lib/io/output.ts";
@@ -46,8 +47,9 @@ export async function writeIncremental(
     for (const c of spec.changed[d.name] ?? []) set.add(c);
     sets.set(d.name, set);
   }
-  const description = readDescription(base) ?? {};
-  description.incremental = makeIncrementalRecord(base, sets);
+  const description = readDescription(base) ?? describeOffline(disks);
+  const inc = makeIncremental(base, sets);
+  description.incremental = inc.record;
   const output = await openArchiveOutput(path, {
     write: () => Promise.reject(new Error("no stdout")),
   });
@@ -57,8 +59,13 @@ export async function writeIncremental(
     new TextEncoder().encode(JSON.stringify(description)),
   );
   for (const c of base.configs) {
-    if (c.name !== DESCRIPTION_CONFIG) writer.addConfig(c.name, c.data);
+    if (
+      c.name !== DESCRIPTION_CONFIG && !c.name.startsWith(RUNS_CONFIG_PREFIX)
+    ) {
+      writer.addConfig(c.name, c.data);
+    }
   }
+  for (const c of inc.configs) writer.addConfig(c.name, c.data);
   const ids = new Map(
     disks.map((d) => [d.name, writer.addDevice(d.name, d.size)]),
   );
@@ -87,4 +94,32 @@ export async function writeIncremental(
   }
   await writer.finish();
   await output.commit();
+}
+
+/** A valid vmabak.json for disks of an archive made by `vmabak create` (no VM behind it). */
+function describeOffline(
+  disks: { name: string; size: number }[],
+): Record<string, unknown> {
+  return {
+    vmabak: "test",
+    qemu: "7.2.0",
+    name: null,
+    machine: "q35",
+    kvm: false,
+    memoryBytes: 64 * 1024 * 1024,
+    cpus: 1,
+    vmstate: false,
+    disks: disks.map((d) => ({
+      name: d.name,
+      node: d.name,
+      qdev: "",
+      deviceId: "",
+      deviceType: "",
+      pciAddr: null,
+      bootIndex: null,
+      format: "raw",
+      file: "",
+      size: d.size,
+    })),
+  };
 }

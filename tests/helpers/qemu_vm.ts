@@ -209,6 +209,37 @@ export class TestVm {
     return out;
   }
 
+  /**
+   * Shuts QEMU down cleanly (`quit`: qcow2 images store their persistent
+   * bitmaps) and starts it again on the same images and sockets, running.
+   */
+  async restart(): Promise<void> {
+    await this.monitor.execute("quit").catch(() => {});
+    await this.monitor.close().catch(() => {});
+    await this.#status;
+    await this.#child.stderr.cancel().catch(() => {});
+    await Deno.remove(this.qmpPath).catch(() => {});
+    await Deno.remove(`${this.dir}/monitor.sock`).catch(() => {});
+    this.#child = new Deno.Command(QEMU, {
+      args: this.args,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    this.#status = this.#child.status;
+    for (let i = 0; i < 100; i++) {
+      try {
+        await Deno.stat(`${this.dir}/monitor.sock`);
+        await Deno.stat(this.qmpPath);
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    this.monitor = await QmpClient.connect(`${this.dir}/monitor.sock`);
+    await this.monitor.execute("cont");
+  }
+
   kill(): void {
     try {
       this.#child.kill("SIGKILL");

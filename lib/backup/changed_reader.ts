@@ -1,0 +1,139 @@
+/**
+ * Reads the changed clusters of one disk's snapshot from QEMU's NBD export:
+ * the set comes from the export's `qemu:dirty-bitmap:NAME` context (the
+ * run's frozen bitmap), then only those clusters are read, in order, several
+ * requests in flight, and each is trimmed once stored. The clean part of the
+ * snapshot is trimmed first, so copy-before-write stops keeping old data
+ * the incremental will never read.
+ */
+import { ClusterSet } from "../chain/cluster_set.ts";
+import { NbdClient } from "../nbd/client.ts";
+import { NBD_STATE_DIRTY } from "../nbd/format.ts";
+import { clusterCount, VMA_CLUSTER_SIZE } from "../vma/format.ts";
+import type { ClusterSink } from "./cluster_assembler.ts";
+
+/** Clusters per read request (1 MiB). */
+const CHUNK_CLUSTERS = 16;
+
+/** The meta context of a dirty bitmap exported with the snapshot. */
+export function dirtyContext(bitmap: string): string {
+  return `qemu:dirty-bitmap:${bitmap}`;
+}
+
+export interface ChangedDisk {
+  socketPath: string;
+  exportName: string;
+  diskName: string;
+  size: number;
+  /** The frozen bitmap exported with the snapshot. */
+  bitmap: string;
+}
+
+/** Opens a connection with the dirty bitmap's context and checks the export's size. */
+export async function connectChanged(disk: ChangedDisk): Promise<NbdClient> {
+  const client = await NbdClient.connect({
+    address: { path: disk.socketPath },
+    exportName: disk.exportName,
+    metaContexts: [dirtyContext(disk.bitmap)],
+  });
+  if (client.size !== disk.size) {
+    await client.close();
+    throw new Error(
+      `Cannot read the snapshot of disk ${disk.diskName}: the export has ${client.size} bytes, not ${disk.size}`,
+    );
+  }
+  return client;
+}
+
+/** Every cluster the bitmap marks (a cluster partly dirty counts whole). */
+export async function changedClusters(
+  client: NbdClient,
+  disk: ChangedDisk,
+): Promise<ClusterSet> {
+  const set = new ClusterSet(clusterCount(disk.size));
+  const context = dirtyContext(disk.bitmap);
+  for (let pos = 0; pos < disk.size;) {
+    const extents = await client.blockStatus(pos, disk.size - pos, context);
+    for (const e of extents) {
+      if ((e.flags & NBD_STATE_DIRTY) !== 0) {
+        const first = Math.floor(e.offset / VMA_CLUSTER_SIZE);
+        const end = Math.ceil((e.offset + e.length) / VMA_CLUSTER_SIZE);
+        for (let c = first; c < end; c++) set.add(c);
+      }
+      pos = Math.max(pos, e.offset + e.length);
+    }
+  }
+  return set;
+}
+
+export interface ReadChangedOptions {
+  devId: number;
+  sink: ClusterSink;
+  /** Requests in flight (default 8). */
+  readAhead?: number;
+  /** TRIM the clean part first and each chunk once stored (default true). */
+  trim?: boolean;
+  onStored?: (bytes: number) => void;
+  /** Throws to stop. */
+  check?: () => void;
+}
+
+/** Reads the clusters of `set` in order and stores each into the sink. */
+export async function readChanged(
+  client: NbdClient,
+  disk: ChangedDisk,
+  set: ClusterSet,
+  options: ReadChangedOptions,
+): Promise<void> {
+  const trim = (options.trim ?? true) && client.canTrim;
+  const chunks: [number, number][] = [];
+  let end = 0;
+  const clean: [number, number][] = [];
+  for (const [start, length] of set.runs()) {
+    if (start > end) clean.push([end, start - end]);
+    for (let c = start; c < start + length; c += CHUNK_CLUSTERS) {
+      chunks.push([c, Math.min(CHUNK_CLUSTERS, start + length - c)]);
+    }
+    end = start + length;
+  }
+  if (end < set.size) clean.push([end, set.size - end]);
+  const bytes = (c: number, n: number) =>
+    [
+      c * VMA_CLUSTER_SIZE,
+      Math.min((c + n) * VMA_CLUSTER_SIZE, disk.size) - c * VMA_CLUSTER_SIZE,
+    ] as const;
+  if (trim) {
+    for (const [c, n] of clean) await client.trim(...bytes(c, n));
+  }
+  const readAhead = options.readAhead ?? 8;
+  const pool: Uint8Array[] = [];
+  const pending: Promise<Uint8Array>[] = [];
+  let next = 0;
+  const launch = () => {
+    const [c, n] = chunks[next++]!;
+    const [offset, length] = bytes(c, n);
+    const buf = pool.pop() ?? new Uint8Array(CHUNK_CLUSTERS * VMA_CLUSTER_SIZE);
+    const p = client.read(offset, buf.subarray(0, length)).then(() => buf);
+    p.catch(() => {});
+    pending.push(p);
+  };
+  while (next < chunks.length && pending.length < readAhead) launch();
+  for (let i = 0; i < chunks.length; i++) {
+    options.check?.();
+    const buf = await pending.shift()!;
+    const [c, n] = chunks[i]!;
+    const [offset, length] = bytes(c, n);
+    for (let k = 0; k < n; k++) {
+      const from = k * VMA_CLUSTER_SIZE;
+      await options.sink.writeCluster(
+        options.devId,
+        c + k,
+        buf.subarray(from, Math.min(from + VMA_CLUSTER_SIZE, length)),
+      );
+    }
+    pool.push(buf);
+    if (next < chunks.length) launch();
+    options.onStored?.(length);
+    if (trim) await client.trim(offset, length);
+  }
+}
