@@ -39,6 +39,17 @@ Deno.test({
         );
         console.log(`busy QMP socket refused in ${seconds.toFixed(2)} s`);
       }
+      const t0 = performance.now();
+      const resume = await vmabak([
+        "resume",
+        "--qmp",
+        vm.qmpPath,
+        "--timeout",
+        "60",
+      ]);
+      assert.equal(resume.code, 1);
+      assert.match(oneLine(resume.stderr), /it is in use by another client/);
+      assert.ok((performance.now() - t0) / 1000 < 6, "resume did not retry");
       assert.equal(
         (await holder.execute<{ status: string }>("query-status")).status,
         "running",
