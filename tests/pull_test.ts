@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { oneLine, vmabak } from "./helpers/run.ts";
+import { QmpClient } from "../lib/qmp/client.ts";
 import {
   allocated,
   assertArchiveEquals,
@@ -260,6 +261,57 @@ Deno.test({
       await assertVmClean(vm);
     } finally {
       await new Deno.Command("umount", { args: [fl] }).output();
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a second vmabak on the VM's other monitor is refused while the first runs",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", vm.dir],
+        MiB,
+        "-",
+      );
+      await sleep(2000);
+      // The test's own monitor is the VM's second QMP socket: lend it.
+      await vm.monitor.close();
+      const second = await vmabak([
+        "backup",
+        "--qmp",
+        `${vm.dir}/monitor.sock`,
+        "--fleecing-dir",
+        vm.dir,
+        "-o",
+        `${vm.dir}/second.vma`,
+      ]);
+      const cleanup = await vmabak([
+        "cleanup",
+        "--qmp",
+        `${vm.dir}/monitor.sock`,
+        "--fleecing-dir",
+        vm.dir,
+      ]);
+      vm.monitor = await QmpClient.connect(`${vm.dir}/monitor.sock`);
+      assert.equal(second.code, 1);
+      assert.match(
+        oneLine(second.stderr),
+        new RegExp(
+          `another vmabak \\(pid ${b.child.pid}\\) is working on this VM`,
+        ),
+      );
+      assert.equal(cleanup.code, 1);
+      assert.match(oneLine(cleanup.stderr), /another vmabak/);
+      b.child.kill("SIGTERM");
+      assert.equal((await b.done).code, 1);
+      await assertVmClean(vm);
+      assert.deepEqual(vmabakFiles(vm.dir), []);
+    } finally {
       await vm.destroy();
     }
   },
