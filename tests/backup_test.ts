@@ -7,6 +7,7 @@ import {
   assertVmClean,
   MiB,
   twoDisks,
+  watchStderr,
 } from "./helpers/backup_checks.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 
@@ -39,14 +40,16 @@ Deno.test({
         "--speed",
         "8M",
       ]);
-      await new Promise((r) => setTimeout(r, 1000));
+      const err = watchStderr(child.stderr);
+      await err.started;
       // Writes into clusters not copied yet: copy-before-write must save the old data first.
       await vm.guestWrite(0, 0x55, 36 * MiB, MiB);
       await vm.guestWrite(0, 0x56, 40 * MiB, 4096);
       await vm.guestWrite(1, 0x66, 22 * MiB, 64 * 1024);
       await vm.guestWrite(1, 0x67, 10 * MiB + 4096, 8192);
-      const out = await child.output();
-      const stderr = new TextDecoder().decode(out.stderr);
+      const out = await child.status;
+      await child.stdout.cancel();
+      const stderr = await err.text;
       assert.equal(out.code, 0, stderr);
       assert.match(stderr, /backup: done/);
       const now = await vm.snapshotDisks("after");

@@ -32,7 +32,8 @@ Deno.test({
         2 * MiB,
         `${vm.dir}/b.vma`,
       );
-      await sleep(2000);
+      await b.started;
+      await sleep(1000);
       assert.equal(vmabakFiles(fl).length, 2, "one fleecing image per disk");
       await vm.guestWrite(0, 0x55, 0, MiB); // read already
       await vm.guestWrite(0, 0x56, 30 * MiB + 4096, 8192); // not read yet
@@ -74,7 +75,8 @@ Deno.test({
         8 * MiB,
         `${vm.dir}/b.vma`,
       );
-      await sleep(4500); // > 24 MiB stored at 8 MiB/s
+      await b.started;
+      await sleep(3000); // > 24 MiB stored at 8 MiB/s
       const image = `${fl}/${vmabakFiles(fl)[0]}`;
       const before = allocated(image);
       for (let off = 0; off < 16 * MiB; off += MiB) {
@@ -134,7 +136,8 @@ Deno.test({
         2 * MiB,
         "-",
       );
-      await sleep(1500);
+      await b.started;
+      await sleep(1000);
       const during = await writeLatencies(vm, 72 * MiB, 8);
       b.child.kill("SIGTERM");
       const r = await b.done;
@@ -171,7 +174,8 @@ Deno.test({
       const args = ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl];
       const killed = async () => {
         const b = spawnSlowBackup(args, MiB, "-");
-        await sleep(2000);
+        await b.started;
+        await sleep(1000);
         b.child.kill("SIGKILL");
         await b.done;
         await vm.guestWrite(0, 0x99, 36 * MiB, MiB); // still succeeds
@@ -243,7 +247,8 @@ Deno.test({
         4 * MiB,
         `${vm.dir}/b.vma`,
       );
-      await sleep(1500);
+      await b.started;
+      await sleep(1000);
       // 8 MiB ahead of the reader, into a directory of 3 MiB.
       for (let off = 48 * MiB; off < 56 * MiB; off += MiB) {
         await vm.guestWrite(0, 0x31, off, MiB); // throws if the guest's write fails
@@ -278,7 +283,8 @@ Deno.test({
         MiB,
         "-",
       );
-      await sleep(2000);
+      await b.started;
+      await sleep(1000);
       // The test's own monitor is the VM's second QMP socket: lend it.
       await vm.monitor.close();
       const second = await vmabak([
