@@ -33,6 +33,12 @@ import { PullPath } from "./pull.ts";
 import { PushPath } from "./push.ts";
 import { currentRun } from "./run_id.ts";
 import { VmstateCapture, vmstateSizeHint } from "./vmstate.ts";
+import {
+  proxmoxBackupConfig,
+  type ProxmoxBackupOptions,
+} from "../proxmox/backup_config.ts";
+import { checkPveArchive } from "../proxmox/check.ts";
+import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 
 export type BackupMode = "push" | "pull";
 
@@ -59,6 +65,10 @@ export interface BackupOptions {
   onStarted?: (info: { disks: string[]; privateDir: string }) => void;
   /** Also save RAM and device state (a background snapshot) of the same instant. */
   vmstate?: boolean;
+  /** How the stored qemu-server.conf names storage and VM id. */
+  proxmox?: ProxmoxBackupOptions;
+  /** Told what the stored qemu-server.conf leaves out, before the instant. */
+  onNotice?: (text: string) => void;
 }
 
 export interface BackupResult {
@@ -124,12 +134,30 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       VM_CONFIG_NAME,
       encoder.encode(JSON.stringify(description, null, 2) + "\n"),
     );
+    const pve = await proxmoxBackupConfig(
+      qmp,
+      disks,
+      options.configs ?? [],
+      options.proxmox ?? {},
+    );
+    if (pve.generated) writer.addConfig(PVE_CONFIG_NAME, pve.generated);
     for (const c of options.configs ?? []) writer.addConfig(c.name, c.data);
     const planned: PlannedDisk[] = disks.map((disk, index) => ({
       disk,
       index,
       devId: writer.addDevice(disk.name, disk.size),
     }));
+    checkPveArchive(
+      pve.data,
+      planned.map((p) => ({
+        id: p.devId,
+        name: p.disk.name,
+        size: p.disk.size,
+      })),
+    );
+    for (const note of pve.notes) {
+      options.onNotice?.(`${PVE_CONFIG_NAME}: ${note}`);
+    }
     const vmstateId = vmstate
       ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
       : 0;

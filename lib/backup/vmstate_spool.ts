@@ -8,6 +8,7 @@
  * afterwards as consecutive 64 KiB clusters (the last one padded with zeros).
  */
 import { VMA_CLUSTER_SIZE } from "../vma/format.ts";
+import { createExclusive } from "../io/safe_file.ts";
 
 /** 'text' for sh. */
 function shQuote(text: string): string {
@@ -29,22 +30,7 @@ export class VmstateSpool {
     filePath: string,
     donePath: string,
   ): Promise<VmstateSpool> {
-    try {
-      const f = await Deno.open(filePath, {
-        write: true,
-        createNew: true,
-        mode: 0o600,
-      });
-      f.close();
-      await Deno.chmod(filePath, 0o600);
-    } catch (error) {
-      throw new Error(
-        `Cannot spool the VM state into ${filePath}: ${
-          (error as Error).message
-        }`,
-        { cause: error },
-      );
-    }
+    (await createExclusive(filePath, { what: "VM state spool" })).close();
     return new VmstateSpool(filePath, donePath);
   }
 

@@ -1,6 +1,12 @@
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { readConfigFiles, zstdLevelFor } from "./create.ts";
+import {
+  parseProxmoxBackupArgs,
+  PROXMOX_BACKUP_OPTIONS,
+  PROXMOX_BACKUP_USAGE,
+  RunLog,
+} from "./backup_proxmox.ts";
 import { UsageError } from "../errors.ts";
 import { openArchiveOutput } from "../io/output.ts";
 import { backupVm } from "../backup/backup.ts";
@@ -15,7 +21,8 @@ import { printable } from "../text/escape.ts";
 
 const USAGE =
   "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode pull|push] [--fleecing-dir DIR] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
-  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json]";
+  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json] " +
+  PROXMOX_BACKUP_USAGE;
 
 function parseSize(value: string, what: string): number {
   const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value);
@@ -53,6 +60,7 @@ export const backupCommand: Command = {
       mode: { type: "string" },
       "fleecing-dir": { type: "string" },
       "no-trim": { type: "boolean" },
+      ...PROXMOX_BACKUP_OPTIONS,
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
@@ -104,11 +112,20 @@ export const backupCommand: Command = {
     };
 
     const zstd = zstdLevelFor(values.output, values.zstd);
-    const output = await openArchiveOutput(
+    const pve = parseProxmoxBackupArgs(
+      values,
       values.output,
+      zstd !== undefined,
+      new Date(),
+    );
+    const log = new RunLog(ctx.stderr);
+    ctx = { ...ctx, stderr: log.sink };
+    const output = await openArchiveOutput(
+      pve.output,
       ctx.stdout,
       zstd === undefined ? {} : { zstd },
     );
+    let committed = false;
     try {
       const result = await backupVm({
         qmpPath: values.qmp,
@@ -125,6 +142,8 @@ export const backupCommand: Command = {
           : {}),
         ...(speed !== undefined ? { speed } : {}),
         ...(workers !== undefined ? { maxWorkers: workers } : {}),
+        proxmox: pve.proxmox,
+        onNotice: (text) => ctx.stderr.line(`backup: warning: ${text}`),
         onStarted: (info) => {
           if (json) {
             ctx.stderr.line(renderJson("started", { disks: info.disks }));
@@ -138,6 +157,7 @@ export const backupCommand: Command = {
         },
       });
       await output.commit();
+      committed = true;
       if (tty) ctx.stderr.text("\n");
       const summary =
         `backup: done, ${formatBytes(result.bytes)} of disks in ${
@@ -157,9 +177,16 @@ export const backupCommand: Command = {
           ? renderJson("done", { ...result, description: undefined })
           : summary,
       );
+      if (values.vmstate === true && !json) {
+        ctx.stderr.line(
+          "backup: note: Proxmox's restore ignores the RAM state (vmstate); vmabak restore uses it",
+        );
+      }
+      await log.write(pve, committed);
     } catch (error) {
       if (tty) ctx.stderr.text("\n");
-      await output.abort();
+      if (!committed) await output.abort();
+      await log.write(pve, committed, error).catch(() => {});
       throw error;
     }
   },
