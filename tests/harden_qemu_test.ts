@@ -131,3 +131,54 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "backup --vmstate into a full fleecing directory names the VM state spool that ran out of space",
+  ignore: !QEMU || Deno.uid() !== 0, // mounting a small tmpfs needs root
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 4 << 20 }],
+    });
+    const mnt = `${vm.dir}/small`;
+    await Deno.mkdir(mnt);
+    const m = await run("mount", [
+      "-t",
+      "tmpfs",
+      "-o",
+      "size=400k",
+      "tmpfs",
+      mnt,
+    ]);
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      const r = await vmabak([
+        "backup",
+        "--vmstate",
+        "--mode",
+        "push",
+        "--fleecing-dir",
+        mnt,
+        "--qmp",
+        vm.qmpPath,
+        "-o",
+        `${vm.dir}/x.vma`,
+      ]);
+      assert.equal(r.code, 1);
+      assert.match(
+        oneLine(
+          r.stderr.split("\n").filter((l) => !l.startsWith("backup:")).join(
+            "\n",
+          ),
+        ),
+        /^vmabak backup: Cannot write VM state spool .*\/small\/vmabak-[^/]*vmstate\.bin: no space left on the device$/,
+      );
+      assert.deepEqual([...Deno.readDirSync(mnt)], [], "the spool is removed");
+      await assert.rejects(Deno.lstat(`${vm.dir}/x.vma`));
+      assert.equal(await vm.status(), "running");
+    } finally {
+      await run("umount", [mnt]);
+      await vm.destroy();
+    }
+  },
+});
