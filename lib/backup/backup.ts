@@ -56,7 +56,7 @@ export interface BackupOptions {
   cbwTimeout?: number;
   /** Pull: TRIM what was stored (default true; off only to measure). */
   trim?: boolean;
-  /** Bytes per second for each job; 0 or absent: unlimited. */
+  /** Bytes of disk per second, per disk (push: per job); 0 or absent: unlimited. */
   speed?: number;
   /** QEMU's copy workers per job (x-perf.max-workers): bounds data in flight. */
   maxWorkers?: number;
@@ -189,6 +189,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
         dir: fleecingDir,
         cbwTimeout: options.cbwTimeout ?? 30,
         ...(options.trim === false ? { trim: false } : {}),
+        ...(options.speed ? { speed: options.speed } : {}),
       });
     const capture = vmstate
       ? await VmstateCapture.prepare(ctx, vmstateId, fleecingDir)
