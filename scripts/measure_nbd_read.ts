@@ -1,7 +1,8 @@
 /**
  * Read throughput of NbdClient from qemu-nbd (1 GiB of random data, page
  * cache warm) with 1 and 4 connections, against `nbdcopy URI null:` of the
- * same export, interleaved runs, medians. Not part of `deno task bench`:
+ * same export (default: 4 connections, 64 requests each; and 1 connection),
+ * interleaved runs, medians. Not part of `deno task bench`:
  * `deno run -A scripts/measure_nbd_read.ts [MiB] [runs]`.
  */
 import { NbdClient } from "../lib/nbd/client.ts";
@@ -41,17 +42,24 @@ async function reader(path: string, conns: number): Promise<void> {
   );
 }
 
-async function timed(cmd: string, args: string[]): Promise<number> {
+/** Wall seconds of a command, and what it printed (the reader's own seconds). */
+async function timed(
+  cmd: string,
+  args: string[],
+): Promise<{ seconds: number; printed: number }> {
   const t0 = performance.now();
   const out = await new Deno.Command(cmd, {
     args,
-    stdout: "null",
+    stdout: "piped",
     stderr: "piped",
   }).output();
   if (!out.success) {
     throw new Error(`${cmd} failed: ${new TextDecoder().decode(out.stderr)}`);
   }
-  return (performance.now() - t0) / 1000;
+  return {
+    seconds: (performance.now() - t0) / 1000,
+    printed: Number(new TextDecoder().decode(out.stdout)),
+  };
 }
 
 async function main(): Promise<void> {
@@ -72,35 +80,52 @@ async function main(): Promise<void> {
       if (await Deno.stat(sock).then(() => true, () => false)) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    await timed("cat", [image]); // warm the page cache
+    await timed("dd", [`if=${image}`, "of=/dev/null", "bs=4M", "status=none"]); // warm the page cache
     const self = new URL(import.meta.url).pathname;
     const rows: Record<string, number[]> = {};
+    const inside: Record<string, number[]> = {};
     const names = ["NbdClient, 1 connection", "NbdClient, 4 connections"];
     const nbdcopy = "nbdcopy URI null:";
+    const nbdcopy1 = "nbdcopy --connections=1 URI null:";
     for (let i = 0; i < runs; i++) {
       for (const [k, conns] of [[0, 1], [1, 4]] as const) {
-        (rows[names[k]!] ??= []).push(
-          await timed(Deno.execPath(), [
-            "run",
-            "-A",
-            self,
-            "--reader",
-            sock,
-            String(conns),
-          ]),
-        );
+        const t = await timed(Deno.execPath(), [
+          "run",
+          "-A",
+          self,
+          "--reader",
+          sock,
+          String(conns),
+        ]);
+        (rows[names[k]!] ??= []).push(t.seconds);
+        (inside[names[k]!] ??= []).push(t.printed);
       }
       (rows[nbdcopy] ??= []).push(
-        await timed("nbdcopy", [`nbd+unix:///disk?socket=${sock}`, "null:"]),
+        (await timed("nbdcopy", [`nbd+unix:///disk?socket=${sock}`, "null:"]))
+          .seconds,
+      );
+      (rows[nbdcopy1] ??= []).push(
+        (await timed("nbdcopy", [
+          "--connections=1",
+          `nbd+unix:///disk?socket=${sock}`,
+          "null:",
+        ])).seconds,
       );
     }
     const median = (l: number[]) =>
       [...l].sort((a, b) => a - b)[Math.floor(l.length / 2)]!;
     const ref = median(rows[nbdcopy]!);
-    const out = [["reader", "median s (process)", "rate", "time vs nbdcopy"]];
+    const out = [[
+      "reader",
+      "median s (process)",
+      "rate",
+      "time vs nbdcopy",
+      "s without Deno's start",
+    ]];
     for (const [name, list] of Object.entries(rows)) {
       const s = median(list);
-      out.push([name, s.toFixed(2), mbps(bytes, s), (s / ref).toFixed(2)]);
+      const own = inside[name] ? median(inside[name]!).toFixed(2) : "-";
+      out.push([name, s.toFixed(2), mbps(bytes, s), (s / ref).toFixed(2), own]);
     }
     await Deno.stdout.write(new TextEncoder().encode(
       `${mib} MiB raw from qemu-nbd, ${runs} interleaved runs\n${table(out)}\n`,

@@ -38,6 +38,7 @@ import {
   type ProxmoxBackupOptions,
 } from "../proxmox/backup_config.ts";
 import { checkPveArchive } from "../proxmox/check.ts";
+import { freezeGuest } from "../qga/freeze.ts";
 import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 
 export type BackupMode = "push" | "pull";
@@ -55,7 +56,7 @@ export interface BackupOptions {
   cbwTimeout?: number;
   /** Pull: TRIM what was stored (default true; off only to measure). */
   trim?: boolean;
-  /** Bytes per second for each job; 0 or absent: unlimited. */
+  /** Bytes of disk per second, per disk (push: per job); 0 or absent: unlimited. */
   speed?: number;
   /** QEMU's copy workers per job (x-perf.max-workers): bounds data in flight. */
   maxWorkers?: number;
@@ -67,8 +68,10 @@ export interface BackupOptions {
   vmstate?: boolean;
   /** How the stored qemu-server.conf names storage and VM id. */
   proxmox?: ProxmoxBackupOptions;
-  /** Told what the stored qemu-server.conf leaves out, before the instant. */
+  /** Told what the stored qemu-server.conf leaves out, or that the guest could not be frozen. */
   onNotice?: (text: string) => void;
+  /** Freeze the guest's file systems through its agent around the instant. */
+  qga?: { path: string; timeoutMs: number; required: boolean };
 }
 
 export interface BackupResult {
@@ -81,6 +84,8 @@ export interface BackupResult {
   pausedMs?: number;
   /** With `vmstate`: the stream's size. */
   vmstate?: { bytes: number };
+  /** With `qga`: file systems the agent froze, and for how long. */
+  frozen?: { filesystems: number; ms: number };
 }
 
 /** The name of the config that describes the VM. */
@@ -184,6 +189,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
         dir: fleecingDir,
         cbwTimeout: options.cbwTimeout ?? 30,
         ...(options.trim === false ? { trim: false } : {}),
+        ...(options.speed ? { speed: options.speed } : {}),
       });
     const capture = vmstate
       ? await VmstateCapture.prepare(ctx, vmstateId, fleecingDir)
@@ -192,11 +198,22 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     await writer.start();
 
     // Snapshot: one instant for every disk (and the RAM).
+    const freeze = options.qga
+      ? await freezeGuest(stack, {
+        ...options.qga,
+        onWarning: (text) => options.onNotice?.(text),
+      })
+      : undefined;
+    const frozenAt = performance.now();
     const instant = await fixInstant(ctx, {
       stop: path.needsStop,
       snapshot: () => path.snapshot(),
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
+    await freeze?.thaw();
+    const frozen = freeze && freeze.frozen > 0
+      ? { filesystems: freeze.frozen, ms: performance.now() - frozenAt }
+      : undefined;
     await path.afterInstant();
     options.onStarted?.({ disks: disks.map((d) => d.name), privateDir });
 
@@ -224,6 +241,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       seconds: (performance.now() - started) / 1000,
       ...(instant.pausedMs !== undefined ? { pausedMs: instant.pausedMs } : {}),
       ...(stateBytes !== undefined ? { vmstate: { bytes: stateBytes } } : {}),
+      ...(frozen ? { frozen } : {}),
     };
   } catch (error) {
     failure.fail(error);

@@ -19,6 +19,8 @@ import { readDisk, SnapshotBrokenError } from "./pull_reader.ts";
 export interface PullOptions extends FleecingOptions {
   /** TRIM what was stored (default true; off only to measure). */
   trim?: boolean;
+  /** Bytes of disk per second at most, per disk. */
+  speed?: number;
 }
 
 export class PullPath implements DataPath {
@@ -72,6 +74,7 @@ export class PullPath implements DataPath {
           devId: d.devId,
           sink: ctx.writer,
           ...(this.#options.trim === false ? { trim: false } : {}),
+          ...(this.#options.speed ? { speed: this.#options.speed } : {}),
           onStored: (n) => {
             this.#done += n;
             const now = performance.now();
