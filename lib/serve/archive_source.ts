@@ -35,5 +35,5 @@ export async function openRandomAccessArchive(
       `Cannot serve ${path}: a zstd archive without a seek table cannot be read at random; decompress it first (zstd -d ${path})`,
     );
   }
-  return new FileRandomAccess(file, size);
+  return new FileRandomAccess(path, file, size);
 }
