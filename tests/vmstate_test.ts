@@ -6,6 +6,7 @@ import {
   diskCounter,
 } from "./helpers/boot_sector.ts";
 import { MAIN, run, vmabak } from "./helpers/run.ts";
+import { watchStderr } from "./helpers/backup_checks.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 import { VmaReader } from "../lib/vma/reader.ts";
 
@@ -74,124 +75,127 @@ async function resumeRestored(dir: string) {
   return { qemu, qmp, ramAtLoad };
 }
 
-Deno.test({
-  name:
-    "backup --vmstate: RAM and disk of one instant; the restored VM resumes and runs on",
-  ignore: !HAVE,
-  async fn() {
-    const vm = await counterVm();
-    let restored: Awaited<ReturnType<typeof resumeRestored>> | undefined;
-    try {
-      const capsBefore = await capsOn(vm.monitor);
-      // Disk 1 changes only through the guest writes below: its truth is known.
-      const truth1 = (await vm.snapshotDisks("start"))[1]!;
-      const child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          MAIN,
-          "backup",
-          "--mode",
-          "push",
-          "--qmp",
-          vm.qmpPath,
-          "-o",
+for (const mode of ["pull", "push"]) {
+  Deno.test({
+    name:
+      `backup --mode ${mode} --vmstate: RAM and disk of one instant; the restored VM resumes and runs on`,
+    ignore: !HAVE,
+    async fn() {
+      const vm = await counterVm();
+      let restored: Awaited<ReturnType<typeof resumeRestored>> | undefined;
+      try {
+        const capsBefore = await capsOn(vm.monitor);
+        // Disk 1 changes only through the guest writes below: its truth is known.
+        const truth1 = (await vm.snapshotDisks("start"))[1]!;
+        const child = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            MAIN,
+            "backup",
+            "--mode",
+            mode,
+            "--fleecing-dir",
+            vm.dir,
+            "--qmp",
+            vm.qmpPath,
+            "-o",
+            `${vm.dir}/vm.vma`,
+            "--vmstate",
+            "--speed",
+            "8M",
+          ],
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
+        const err = watchStderr(child.stderr);
+        await err.started; // the instant is fixed: this write comes after it
+        await vm.guestWrite(1, 0x77, 15 * MiB, MiB);
+        const out = await child.status;
+        const b = { code: out.code, stderr: await err.text };
+        assert.equal(b.code, 0, b.stderr);
+        assert.match(b.stderr, /VM state .*guest paused \d+(\.\d+)? ms/);
+        // The source VM: running, capabilities as before, nothing of vmabak's left.
+        assert.equal(await vm.status(), "running");
+        assert.deepEqual(await capsOn(vm.monitor), capsBefore);
+        assert.deepEqual(await vm.monitor.execute("query-block-jobs"), []);
+        const before = await ramCounter(vm.monitor);
+        await new Promise((r) => setTimeout(r, 200));
+        assert.ok(
+          (await ramCounter(vm.monitor)) > before,
+          "the source guest still runs",
+        );
+
+        const v = await vmabak(["verify", `${vm.dir}/vm.vma`]);
+        assert.equal(v.code, 0, v.stderr);
+        // vmstate clusters are in order (the reader enforces it) and the stream is not empty.
+        const reader = await VmaReader.open(
+          (await Deno.open(`${vm.dir}/vm.vma`)).readable,
+        );
+        let stateClusters = 0;
+        for await (const ev of reader.clusters()) {
+          if (ev.device.name === "vmstate") stateClusters++;
+        }
+        assert.ok(stateClusters > 0);
+
+        const r = await vmabak([
+          "restore",
           `${vm.dir}/vm.vma`,
-          "--vmstate",
-          "--speed",
-          "8M",
-        ],
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      await new Promise((r) => setTimeout(r, 1200));
-      await vm.guestWrite(1, 0x77, 15 * MiB, MiB);
-      const out = await child.output();
-      const b = {
-        code: out.code,
-        stderr: new TextDecoder().decode(out.stderr),
-      };
-      assert.equal(b.code, 0, b.stderr);
-      assert.match(b.stderr, /VM state .*guest paused \d+(\.\d+)? ms/);
-      // The source VM: running, capabilities as before, nothing of vmabak's left.
-      assert.equal(await vm.status(), "running");
-      assert.deepEqual(await capsOn(vm.monitor), capsBefore);
-      assert.deepEqual(await vm.monitor.execute("query-block-jobs"), []);
-      const before = await ramCounter(vm.monitor);
-      await new Promise((r) => setTimeout(r, 200));
-      assert.ok(
-        (await ramCounter(vm.monitor)) > before,
-        "the source guest still runs",
-      );
-
-      const v = await vmabak(["verify", `${vm.dir}/vm.vma`]);
-      assert.equal(v.code, 0, v.stderr);
-      // vmstate clusters are in order (the reader enforces it) and the stream is not empty.
-      const reader = await VmaReader.open(
-        (await Deno.open(`${vm.dir}/vm.vma`)).readable,
-      );
-      let stateClusters = 0;
-      for await (const ev of reader.clusters()) {
-        if (ev.device.name === "vmstate") stateClusters++;
+          `${vm.dir}/restored`,
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.text, /-incoming/);
+        const cmp = await run("qemu-img", [
+          "compare",
+          "-f",
+          "raw",
+          "-F",
+          "raw",
+          truth1,
+          `${vm.dir}/restored/disk-drive1.raw`,
+        ]);
+        assert.equal(
+          cmp.code,
+          0,
+          `disk 1 equals its state at backup start: ${cmp.text}`,
+        );
+        const disk = await Deno.readFile(`${vm.dir}/restored/disk-drive0.raw`);
+        const diskAtBackup = diskCounter(disk);
+        restored = await resumeRestored(`${vm.dir}/restored`);
+        const delta = restored.ramAtLoad - diskAtBackup;
+        assert.ok(
+          diskAtBackup > 0 && (delta === 0 || delta === 1),
+          `RAM ${restored.ramAtLoad} vs disk ${diskAtBackup}`,
+        );
+        await restored.qmp.close(); // QEMU serves one QMP client at a time
+        const res = await vmabak([
+          "resume",
+          "--qmp",
+          `${vm.dir}/restored/qmp.sock`,
+        ]);
+        assert.equal(res.code, 0, res.stderr);
+        restored.qmp = await QmpClient.connect(`${vm.dir}/restored/qmp.sock`);
+        assert.equal(
+          (await restored.qmp.execute<{ status: string }>("query-status"))
+            .status,
+          "running",
+        );
+        await new Promise((r) => setTimeout(r, 300));
+        assert.ok(
+          (await ramCounter(restored.qmp)) > restored.ramAtLoad,
+          "the restored guest runs on",
+        );
+      } finally {
+        if (restored) {
+          await restored.qmp.close();
+          restored.qemu.kill("SIGKILL");
+          await restored.qemu.output();
+        }
+        await vm.destroy();
       }
-      assert.ok(stateClusters > 0);
-
-      const r = await vmabak([
-        "restore",
-        `${vm.dir}/vm.vma`,
-        `${vm.dir}/restored`,
-      ]);
-      assert.equal(r.code, 0, r.stderr);
-      assert.match(r.text, /-incoming/);
-      const cmp = await run("qemu-img", [
-        "compare",
-        "-f",
-        "raw",
-        "-F",
-        "raw",
-        truth1,
-        `${vm.dir}/restored/disk-drive1.raw`,
-      ]);
-      assert.equal(
-        cmp.code,
-        0,
-        `disk 1 equals its state at backup start: ${cmp.text}`,
-      );
-      const disk = await Deno.readFile(`${vm.dir}/restored/disk-drive0.raw`);
-      const diskAtBackup = diskCounter(disk);
-      restored = await resumeRestored(`${vm.dir}/restored`);
-      const delta = restored.ramAtLoad - diskAtBackup;
-      assert.ok(
-        diskAtBackup > 0 && (delta === 0 || delta === 1),
-        `RAM ${restored.ramAtLoad} vs disk ${diskAtBackup}`,
-      );
-      await restored.qmp.close(); // QEMU serves one QMP client at a time
-      const res = await vmabak([
-        "resume",
-        "--qmp",
-        `${vm.dir}/restored/qmp.sock`,
-      ]);
-      assert.equal(res.code, 0, res.stderr);
-      restored.qmp = await QmpClient.connect(`${vm.dir}/restored/qmp.sock`);
-      assert.equal(
-        (await restored.qmp.execute<{ status: string }>("query-status")).status,
-        "running",
-      );
-      await new Promise((r) => setTimeout(r, 300));
-      assert.ok(
-        (await ramCounter(restored.qmp)) > restored.ramAtLoad,
-        "the restored guest runs on",
-      );
-    } finally {
-      if (restored) {
-        await restored.qmp.close();
-        restored.qemu.kill("SIGKILL");
-        await restored.qemu.output();
-      }
-      await vm.destroy();
-    }
-  },
-});
+    },
+  });
+}
 
 Deno.test({
   name: "backup --vmstate -o - | restore - works through a pipe",

@@ -28,9 +28,18 @@ import {
   type VmDescription,
 } from "./inventory.ts";
 import type { Progress } from "./progress.ts";
+import { cleanLeftovers } from "./leftovers.ts";
+import { PullPath } from "./pull.ts";
 import { PushPath } from "./push.ts";
 import { currentRun } from "./run_id.ts";
 import { VmstateCapture, vmstateSizeHint } from "./vmstate.ts";
+import {
+  proxmoxBackupConfig,
+  type ProxmoxBackupOptions,
+} from "../proxmox/backup_config.ts";
+import { checkPveArchive } from "../proxmox/check.ts";
+import { freezeGuest } from "../qga/freeze.ts";
+import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 
 export type BackupMode = "push" | "pull";
 
@@ -39,11 +48,15 @@ export interface BackupOptions {
   sink: ByteSink;
   configs?: { name: string; data: Uint8Array }[];
   drives?: string[];
-  /** Data path; default "push". */
+  /** Data path; default "pull". */
   mode?: BackupMode;
-  /** Where temporary files (the spooled VM state) go; default the private directory. */
-  spoolDir?: string;
-  /** Bytes per second for each job; 0 or absent: unlimited. */
+  /** Where the fleecing images and the spooled VM state go; default /var/tmp. */
+  fleecingDir?: string;
+  /** Seconds a guest write may wait on a fleecing image before the snapshot breaks (default 30). */
+  cbwTimeout?: number;
+  /** Pull: TRIM what was stored (default true; off only to measure). */
+  trim?: boolean;
+  /** Bytes of disk per second, per disk (push: per job); 0 or absent: unlimited. */
   speed?: number;
   /** QEMU's copy workers per job (x-perf.max-workers): bounds data in flight. */
   maxWorkers?: number;
@@ -53,6 +66,12 @@ export interface BackupOptions {
   onStarted?: (info: { disks: string[]; privateDir: string }) => void;
   /** Also save RAM and device state (a background snapshot) of the same instant. */
   vmstate?: boolean;
+  /** How the stored qemu-server.conf names storage and VM id. */
+  proxmox?: ProxmoxBackupOptions;
+  /** Told what the stored qemu-server.conf leaves out, or that the guest could not be frozen. */
+  onNotice?: (text: string) => void;
+  /** Freeze the guest's file systems through its agent around the instant. */
+  qga?: { path: string; timeoutMs: number; required: boolean };
 }
 
 export interface BackupResult {
@@ -65,12 +84,22 @@ export interface BackupResult {
   pausedMs?: number;
   /** With `vmstate`: the stream's size. */
   vmstate?: { bytes: number };
+  /** With `qga`: file systems the agent froze, and for how long. */
+  frozen?: { filesystems: number; ms: number };
 }
 
 /** The name of the config that describes the VM. */
 export const VM_CONFIG_NAME = "vmabak.json";
 
+/** Disk-backed on most hosts, where $TMPDIR is often RAM. */
+export const DEFAULT_FLEECING_DIR = "/var/tmp";
+
 const encoder = new TextEncoder();
+
+/** Where the private directories of runs are made (Deno.makeTempDir's choice). */
+export function tempDir(): string {
+  return Deno.env.get("TMPDIR") ?? "/tmp";
+}
 
 /**
  * Backs up every disk of a running VM at one instant into a VMA archive
@@ -91,9 +120,12 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const qmp = await QmpClient.connect(options.qmpPath);
     stack.defer(() => qmp.close());
     const run = currentRun();
+    const fleecingDir = options.fleecingDir ?? DEFAULT_FLEECING_DIR;
+
+    // Leftovers of runs that were killed go first; a live run is refused.
+    await cleanLeftovers(qmp, { self: run, dirs: [fleecingDir, tempDir()] });
 
     // Inventory: what the VM has, and what to back up.
-    await refuseRunningJobs(qmp);
     const disks = selectDisks(await listDisks(qmp), options.drives ?? []);
     if (disks.length === 0) {
       throw new Error("Cannot start backup: the VM has no writable disk");
@@ -107,16 +139,34 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       VM_CONFIG_NAME,
       encoder.encode(JSON.stringify(description, null, 2) + "\n"),
     );
+    const pve = await proxmoxBackupConfig(
+      qmp,
+      disks,
+      options.configs ?? [],
+      options.proxmox ?? {},
+    );
+    if (pve.generated) writer.addConfig(PVE_CONFIG_NAME, pve.generated);
     for (const c of options.configs ?? []) writer.addConfig(c.name, c.data);
     const planned: PlannedDisk[] = disks.map((disk, index) => ({
       disk,
       index,
       devId: writer.addDevice(disk.name, disk.size),
     }));
+    checkPveArchive(
+      pve.data,
+      planned.map((p) => ({
+        id: p.devId,
+        name: p.disk.name,
+        size: p.disk.size,
+      })),
+    );
+    for (const note of pve.notes) {
+      options.onNotice?.(`${PVE_CONFIG_NAME}: ${note}`);
+    }
     const vmstateId = vmstate
       ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
       : 0;
-    const privateDir = await makePrivateDir("vmabak-");
+    const privateDir = await makePrivateDir(`${run.tag}-`);
     stack.defer(() => Deno.remove(privateDir, { recursive: true }));
     const ctx: BackupContext = {
       qmp,
@@ -129,26 +179,42 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       failure,
       signal,
     };
-    const path: DataPath = new PushPath(ctx, {
-      ...(options.speed ? { speed: options.speed } : {}),
-      ...(options.maxWorkers ? { maxWorkers: options.maxWorkers } : {}),
-    });
+    const path: DataPath = options.mode === "push"
+      ? new PushPath(ctx, {
+        ...(options.speed ? { speed: options.speed } : {}),
+        ...(options.maxWorkers ? { maxWorkers: options.maxWorkers } : {}),
+        holdJobs: vmstate,
+      })
+      : new PullPath(ctx, {
+        dir: fleecingDir,
+        cbwTimeout: options.cbwTimeout ?? 30,
+        ...(options.trim === false ? { trim: false } : {}),
+        ...(options.speed ? { speed: options.speed } : {}),
+      });
     const capture = vmstate
-      ? await VmstateCapture.prepare(
-        ctx,
-        vmstateId,
-        options.spoolDir ?? privateDir,
-      )
+      ? await VmstateCapture.prepare(ctx, vmstateId, fleecingDir)
       : undefined;
     await path.prepare();
     await writer.start();
 
     // Snapshot: one instant for every disk (and the RAM).
+    const freeze = options.qga
+      ? await freezeGuest(stack, {
+        ...options.qga,
+        onWarning: (text) => options.onNotice?.(text),
+      })
+      : undefined;
+    const frozenAt = performance.now();
     const instant = await fixInstant(ctx, {
       stop: path.needsStop,
       snapshot: () => path.snapshot(),
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
+    await freeze?.thaw();
+    const frozen = freeze && freeze.frozen > 0
+      ? { filesystems: freeze.frozen, ms: performance.now() - frozenAt }
+      : undefined;
+    await path.afterInstant();
     options.onStarted?.({ disks: disks.map((d) => d.name), privateDir });
 
     // Copy: every cluster of every disk into the archive.
@@ -175,23 +241,11 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       seconds: (performance.now() - started) / 1000,
       ...(instant.pausedMs !== undefined ? { pausedMs: instant.pausedMs } : {}),
       ...(stateBytes !== undefined ? { vmstate: { bytes: stateBytes } } : {}),
+      ...(frozen ? { frozen } : {}),
     };
   } catch (error) {
     failure.fail(error);
     throw failure.error;
-  }
-}
-
-/** Refuses to start while a job of another vmabak run is in QEMU. */
-async function refuseRunningJobs(qmp: QmpClient): Promise<void> {
-  const running = await qmp.execute<{ id: string }[]>("query-jobs");
-  const ours = running.filter((j) => j.id.startsWith("vmabak-"));
-  if (ours.length > 0) {
-    throw new Error(
-      `Cannot start backup: vmabak job ${
-        ours[0]!.id
-      } is already running on this VM`,
-    );
   }
 }
 

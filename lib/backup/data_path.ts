@@ -16,6 +16,8 @@ export interface DataPath {
   prepare(): Promise<void>;
   /** Fixes the instant of every disk (the guest is stopped when `needsStop`). */
   snapshot(): Promise<void>;
+  /** Called once the instant is fixed and the guest may run again. */
+  afterInstant(): Promise<void>;
   /** Stores every cluster of every disk into the archive. */
   copy(onProgress: () => void): Promise<void>;
   /** Bytes of disk copied so far, for progress. */
@@ -27,4 +29,10 @@ export interface DataPathOptions {
   speed?: number;
   /** QEMU's copy workers per job (push only). */
   maxWorkers?: number;
+  /**
+   * Push: start the jobs nearly still and let them go in `afterInstant`, so
+   * that nothing in flight to a slow consumer holds up the drain that
+   * starting the RAM snapshot does (it would stretch the guest's pause).
+   */
+  holdJobs?: boolean;
 }

@@ -68,10 +68,17 @@ export async function enableBackgroundSnapshot(
       /^Cannot run QMP command [^:]+: /,
       "",
     );
-    const kernel = /host kernel|userfault/i.test(reason);
+    // Blame the kernel only when QEMU's own check of the kernel failed.
+    const kernel = /host kernel/i.test(reason);
+    const interrupted = /guest memory configuration/i.test(reason) &&
+      ["failed", "cancelled"].includes(status.status ?? "");
     throw new Error(
       `Cannot save the VM state: QEMU refused a background snapshot (${reason})${
-        kernel ? "; the host kernel lacks userfaultfd write-protection" : ""
+        kernel
+          ? "; the host kernel lacks userfaultfd write-protection"
+          : interrupted
+          ? `; an earlier background snapshot of this QEMU was interrupted (migration ${status.status}) and QEMU 7.2 cannot take another until the VM is restarted`
+          : ""
       }; back up without --vmstate`,
       { cause: error },
     );
@@ -99,9 +106,15 @@ export async function restoreSettings(
   if (m === null) {
     throw new Error(`Cannot restore migration settings: bad marker ${marker}`);
   }
-  for (let i = 0; i < 200; i++) {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
     const s = await qmp.execute<{ status?: string }>("query-migrate");
     if (s.status === undefined || !ACTIVE.includes(s.status)) break;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `Cannot restore migration settings: the migration is still ${s.status}`,
+      );
+    }
     if (s.status !== "cancelling") {
       await qmp.execute("migrate_cancel").catch(() => {});
     }

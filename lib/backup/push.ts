@@ -66,7 +66,7 @@ export class PushPath implements DataPath {
 
   async snapshot(): Promise<void> {
     const ctx = this.#ctx;
-    const speed = this.#options.speed;
+    const speed = this.#options.holdJobs ? 1 : this.#options.speed;
     this.#jobs = await JobGroup.start(
       ctx,
       ctx.disks.map((d) => ({
@@ -80,6 +80,16 @@ export class PushPath implements DataPath {
         },
       })),
     );
+  }
+
+  async afterInstant(): Promise<void> {
+    if (!this.#options.holdJobs) return;
+    for (const id of this.#jobs!.ids) {
+      await this.#ctx.qmp.execute("block-job-set-speed", {
+        device: id,
+        speed: this.#options.speed ?? 0,
+      });
+    }
   }
 
   async copy(onProgress: () => void): Promise<void> {

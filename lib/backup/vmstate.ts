@@ -35,8 +35,12 @@ export class VmstateCapture {
       if (e.event !== "MIGRATION") return;
       this.#status = e.data.status as string;
       if (["failed", "cancelled"].includes(this.#status)) {
-        ctx.failure.fail(
-          new Error(`Cannot save the VM state: migration ${this.#status}`),
+        const status = this.#status;
+        // A spool that could not be written (a full fleecing directory) is named.
+        void spool.writeFailure().then((f) =>
+          ctx.failure.fail(
+            f ?? new Error(`Cannot save the VM state: migration ${status}`),
+          )
         );
       }
     });
@@ -55,28 +59,26 @@ export class VmstateCapture {
   ): Promise<VmstateCapture> {
     const restore = await enableBackgroundSnapshot(ctx.qmp, ctx.run);
     deferQmp(ctx, restore);
-    const spool = await VmstateSpool.open(
-      `${ctx.privateDir}/vmstate.sock`,
+    const spool = await VmstateSpool.create(
       `${spoolDir}/${nameFor(ctx, "vmstate.bin")}`,
+      `${ctx.privateDir}/vmstate.done`,
     );
-    ctx.stack.defer(() => spool.close());
-    spool.received.catch((e) => ctx.failure.fail(e));
+    ctx.stack.defer(() => spool.remove());
     return new VmstateCapture(ctx, devId, spool);
   }
 
   /** Starts the background snapshot (at the instant, guest stopped). */
   async start(): Promise<void> {
     const qmp = this.#ctx.qmp;
-    await qmp.execute("migrate", { uri: `unix:${this.#spool.socketPath}` });
-    deferQmp(this.#ctx, async () => {
-      if (this.#status !== "completed") await qmp.execute("migrate_cancel");
-    });
+    await qmp.execute("migrate", { uri: this.#spool.uri });
+    // Never cancel it: QEMU 7.2 cannot take another background snapshot
+    // after an interrupted one. Into a local file it ends in moments.
+    deferQmp(this.#ctx, () => waitMigrationEnd(qmp));
   }
 
   /** Waits for the stream's end and stores it into the archive; returns its size. */
   async finish(): Promise<number> {
     const ctx = this.#ctx;
-    const bytes = await this.#spool.received;
     for (let i = 0; this.#status !== "completed"; i++) {
       ctx.failure.throwIfFailed();
       const m = await ctx.qmp.execute<{ status?: string }>("query-migrate");
@@ -84,14 +86,32 @@ export class VmstateCapture {
         this.#status = "completed";
         break;
       }
-      if (m.status === "failed" || m.status === "cancelled" || i > 600) {
-        throw new Error(`Cannot save the VM state: migration ${m.status}`);
+      if (m.status === "failed" || m.status === "cancelled" || i > 1200) {
+        throw (await this.#spool.writeFailure()) ??
+          new Error(`Cannot save the VM state: migration ${m.status}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }
+    const bytes = await this.#spool.waitWritten();
     await this.#spool.copyInto((c, data) =>
       ctx.writer.writeCluster(this.#devId, c, data)
     );
     return bytes;
+  }
+}
+
+/** Waits (at most a minute) until no migration runs; cancels it only then. */
+async function waitMigrationEnd(qmp: BackupContext["qmp"]): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const m = await qmp.execute<{ status?: string }>("query-migrate");
+    if (!["setup", "active", "device", "cancelling"].includes(m.status ?? "")) {
+      return;
+    }
+    if (Date.now() > deadline) {
+      await qmp.execute("migrate_cancel");
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 20));
   }
 }

@@ -1,6 +1,13 @@
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { readConfigFiles, zstdLevelFor } from "./create.ts";
+import { parseQgaArgs, QGA_OPTIONS, QGA_USAGE } from "./backup_qga.ts";
+import {
+  parseProxmoxBackupArgs,
+  PROXMOX_BACKUP_OPTIONS,
+  PROXMOX_BACKUP_USAGE,
+  RunLog,
+} from "./backup_proxmox.ts";
 import { UsageError } from "../errors.ts";
 import { openArchiveOutput } from "../io/output.ts";
 import { backupVm } from "../backup/backup.ts";
@@ -14,8 +21,9 @@ import {
 import { printable } from "../text/escape.ts";
 
 const USAGE =
-  "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode push] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
-  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json]";
+  "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode pull|push] [--fleecing-dir DIR] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
+  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json] " +
+  PROXMOX_BACKUP_USAGE + " " + QGA_USAGE;
 
 function parseSize(value: string, what: string): number {
   const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value);
@@ -51,6 +59,10 @@ export const backupCommand: Command = {
       vmstate: { type: "boolean" },
       zstd: { type: "string" },
       mode: { type: "string" },
+      "fleecing-dir": { type: "string" },
+      "no-trim": { type: "boolean" },
+      ...PROXMOX_BACKUP_OPTIONS,
+      ...QGA_OPTIONS,
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
@@ -58,9 +70,9 @@ export const backupCommand: Command = {
     if (typeof values.output !== "string") {
       throw new UsageError(`-o ARCHIVE is required (usage: ${USAGE})`);
     }
-    const mode = values.mode ?? "push";
-    if (mode !== "push") {
-      throw new UsageError(`--mode must be push, got "${mode}"`);
+    const mode = values.mode ?? "pull";
+    if (mode !== "push" && mode !== "pull") {
+      throw new UsageError(`--mode must be pull or push, got "${mode}"`);
     }
     const speed = values.speed === undefined
       ? undefined
@@ -102,11 +114,20 @@ export const backupCommand: Command = {
     };
 
     const zstd = zstdLevelFor(values.output, values.zstd);
-    const output = await openArchiveOutput(
+    const pve = parseProxmoxBackupArgs(
+      values,
       values.output,
+      zstd !== undefined,
+      new Date(),
+    );
+    const log = new RunLog(ctx.stderr);
+    ctx = { ...ctx, stderr: log.sink };
+    const output = await openArchiveOutput(
+      pve.output,
       ctx.stdout,
       zstd === undefined ? {} : { zstd },
     );
+    let committed = false;
     try {
       const result = await backupVm({
         qmpPath: values.qmp,
@@ -117,8 +138,15 @@ export const backupCommand: Command = {
         onProgress,
         vmstate: values.vmstate === true,
         mode,
+        ...(values["no-trim"] === true ? { trim: false } : {}),
+        ...(typeof values["fleecing-dir"] === "string"
+          ? { fleecingDir: values["fleecing-dir"] }
+          : {}),
         ...(speed !== undefined ? { speed } : {}),
         ...(workers !== undefined ? { maxWorkers: workers } : {}),
+        proxmox: pve.proxmox,
+        ...parseQgaArgs(values),
+        onNotice: (text) => ctx.stderr.line(`backup: warning: ${text}`),
         onStarted: (info) => {
           if (json) {
             ctx.stderr.line(renderJson("started", { disks: info.disks }));
@@ -132,6 +160,7 @@ export const backupCommand: Command = {
         },
       });
       await output.commit();
+      committed = true;
       if (tty) ctx.stderr.text("\n");
       const summary =
         `backup: done, ${formatBytes(result.bytes)} of disks in ${
@@ -143,6 +172,11 @@ export const backupCommand: Command = {
         (result.vmstate
           ? `; VM state ${formatBytes(result.vmstate.bytes)}`
           : "") +
+        (result.frozen !== undefined
+          ? `, ${result.frozen.filesystems} guest file systems frozen ${
+            result.frozen.ms.toFixed(1)
+          } ms`
+          : "") +
         (result.pausedMs !== undefined
           ? `, guest paused ${result.pausedMs.toFixed(1)} ms`
           : "");
@@ -151,9 +185,16 @@ export const backupCommand: Command = {
           ? renderJson("done", { ...result, description: undefined })
           : summary,
       );
+      if (values.vmstate === true && !json) {
+        ctx.stderr.line(
+          "backup: note: Proxmox's restore ignores the RAM state (vmstate); vmabak restore uses it",
+        );
+      }
+      await log.write(pve, committed);
     } catch (error) {
       if (tty) ctx.stderr.text("\n");
-      await output.abort();
+      if (!committed) await output.abort();
+      await log.write(pve, committed, error).catch(() => {});
       throw error;
     }
   },

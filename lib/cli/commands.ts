@@ -1,5 +1,6 @@
 import type { Command } from "./types.ts";
 import { backupCommand } from "./backup.ts";
+import { cleanupCommand } from "./cleanup.ts";
 import { configCommand } from "./config.ts";
 import { createCommand } from "./create.ts";
 import { extractCommand } from "./extract.ts";
@@ -25,4 +26,5 @@ export const COMMANDS: readonly Command[] = [
   restoreCommand,
   serveCommand,
   resumeCommand,
+  cleanupCommand,
 ];

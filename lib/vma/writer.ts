@@ -46,6 +46,10 @@ export class VmaWriter {
   #error: unknown;
   #extent = new Uint8Array(VMA_MAX_EXTENT_SIZE);
   #extentView = new DataView(this.#extent.buffer);
+  /** The other extent buffer: filled while this one is being written. */
+  #spare = new Uint8Array(VMA_MAX_EXTENT_SIZE);
+  /** The write of the previous extent, still in progress (never rejects unobserved). */
+  #writing: Promise<void> | null = null;
   #slots = 0;
   #blocks = 0;
   #extentsWritten = 0;
@@ -143,6 +147,7 @@ export class VmaWriter {
     return this.#enqueue(async () => {
       this.#needState("writing", "finish");
       if (this.#slots > 0 || this.#extentsWritten === 0) await this.#flush();
+      await this.#settle();
       this.#state = "finished";
     });
   }
@@ -199,6 +204,12 @@ export class VmaWriter {
       if (clusterNum !== dev.nextVmstateCluster) {
         throw new VmaError(
           `Cannot store vmstate cluster ${clusterNum}: expected ${dev.nextVmstateCluster} (in order)`,
+        );
+      }
+      // Readers refuse a stream past its recorded size: never write one.
+      if (clusterNum * VMA_CLUSTER_SIZE >= dev.size) {
+        throw new VmaError(
+          `Cannot store vmstate cluster ${clusterNum}: the stream would be longer than its recorded size (${dev.size} bytes)`,
         );
       }
     } else {
@@ -273,12 +284,26 @@ export class VmaWriter {
     ext.set(this.#uuid, VMA_EXTENT.uuid);
     ext.fill(0, VMA_EXTENT.md5sum, VMA_EXTENT.md5sum + VMA_MD5_SIZE);
     ext.set(md5(ext.subarray(0, VMA_EXTENT_HEADER_SIZE)), VMA_EXTENT.md5sum);
-    await this.#write(
+    // Overlap: the sink writes this extent while the next one fills up.
+    await this.#settle();
+    const writing = this.#write(
       ext.subarray(0, VMA_EXTENT_HEADER_SIZE + this.#blocks * VMA_BLOCK_SIZE),
     );
+    writing.catch(() => {});
+    this.#writing = writing;
+    this.#extent = this.#spare;
+    this.#extentView = new DataView(this.#extent.buffer);
+    this.#spare = ext;
     this.#extentsWritten++;
     this.#slots = 0;
     this.#blocks = 0;
+  }
+
+  /** Waits for the previous extent's write (and fails with its error). */
+  async #settle(): Promise<void> {
+    const writing = this.#writing;
+    this.#writing = null;
+    if (writing !== null) await writing;
   }
 
   async #write(bytes: Uint8Array): Promise<void> {

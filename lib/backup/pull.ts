@@ -1,0 +1,102 @@
+/**
+ * The pull data path: a copy-before-write filter per disk keeps the
+ * instant's data in a local fleecing image (the guest's writes only ever
+ * wait on local storage, never on the archive's consumer); vmabak reads the
+ * snapshot from QEMU's own NBD server at its own pace, in cluster order, and
+ * trims what it stored.
+ */
+import type { BackupContext } from "./context.ts";
+import type { DataPath } from "./data_path.ts";
+import {
+  addFleecingImage,
+  exportSnapshot,
+  type FleecingOptions,
+  insertFilter,
+  startNbdServer,
+} from "./fleecing.ts";
+import { readDisk, SnapshotBrokenError } from "./pull_reader.ts";
+
+export interface PullOptions extends FleecingOptions {
+  /** TRIM what was stored (default true; off only to measure). */
+  trim?: boolean;
+  /** Bytes of disk per second at most, per disk. */
+  speed?: number;
+}
+
+export class PullPath implements DataPath {
+  readonly mode = "pull";
+  readonly needsStop = true;
+  #ctx: BackupContext;
+  #options: PullOptions;
+  #socket = "";
+  #exports: string[] = [];
+  #done = 0;
+
+  constructor(ctx: BackupContext, options: PullOptions) {
+    this.#ctx = ctx;
+    this.#options = options;
+  }
+
+  get done(): number {
+    return this.#done;
+  }
+
+  async prepare(): Promise<void> {
+    for (const d of this.#ctx.disks) {
+      await addFleecingImage(this.#ctx, d, this.#options);
+    }
+  }
+
+  async snapshot(): Promise<void> {
+    for (const d of this.#ctx.disks) {
+      await insertFilter(this.#ctx, d, this.#options);
+    }
+    this.#socket = await startNbdServer(this.#ctx);
+    for (const d of this.#ctx.disks) {
+      this.#exports.push(await exportSnapshot(this.#ctx, d));
+    }
+  }
+
+  afterInstant(): Promise<void> {
+    return Promise.resolve();
+  }
+
+  async copy(onProgress: () => void): Promise<void> {
+    const ctx = this.#ctx;
+    let last = 0;
+    for (const d of ctx.disks) {
+      try {
+        await readDisk({
+          socketPath: this.#socket,
+          exportName: this.#exports[d.index]!,
+          diskName: d.disk.name,
+          size: d.disk.size,
+          devId: d.devId,
+          sink: ctx.writer,
+          ...(this.#options.trim === false ? { trim: false } : {}),
+          ...(this.#options.speed ? { speed: this.#options.speed } : {}),
+          onStored: (n) => {
+            this.#done += n;
+            const now = performance.now();
+            if (now - last > 250) {
+              last = now;
+              onProgress();
+            }
+          },
+          check: () => {
+            ctx.failure.throwIfFailed();
+            if (ctx.qmp.error) throw ctx.qmp.error;
+          },
+        });
+      } catch (error) {
+        if (error instanceof SnapshotBrokenError) {
+          throw new Error(
+            `Cannot back up disk ${d.disk.name}: QEMU broke its snapshot because the fleecing image in ${this.#options.dir} could not take the guest's writes (the directory is full, or too slow for ${this.#options.cbwTimeout} s); free space there or choose another with --fleecing-dir, or back up with --mode push`,
+            { cause: error },
+          );
+        }
+        throw error;
+      }
+    }
+  }
+}

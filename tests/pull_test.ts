@@ -1,0 +1,324 @@
+// deno-lint-ignore-file no-console -- tests print what they measured
+/** `vmabak backup` in pull mode (the default), against real QEMU 7.2. */
+import assert from "node:assert/strict";
+import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { oneLine, vmabak } from "./helpers/run.ts";
+import { QmpClient } from "../lib/qmp/client.ts";
+import {
+  allocated,
+  assertArchiveEquals,
+  assertVmClean,
+  MiB,
+  spawnSlowBackup,
+  twoDisks,
+  vmabakFiles,
+} from "./helpers/backup_checks.ts";
+
+const HAVE = await haveQemu();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test({
+  name:
+    "pull backup of two disks equals them at backup start while the guest writes before and behind the reader",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const fl = `${vm.dir}/fleece`;
+      await Deno.mkdir(fl);
+      const truth = await vm.snapshotDisks("start");
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
+        2 * MiB,
+        `${vm.dir}/b.vma`,
+      );
+      await b.started;
+      await sleep(1000);
+      assert.equal(vmabakFiles(fl).length, 2, "one fleecing image per disk");
+      await vm.guestWrite(0, 0x55, 0, MiB); // read already
+      await vm.guestWrite(0, 0x56, 30 * MiB + 4096, 8192); // not read yet
+      await vm.guestWrite(0, 0x57, 40 * MiB, 4096); // the hole at the end
+      await vm.guestWrite(1, 0x66, 20 * MiB, 64 * 1024);
+      await vm.guestWrite(1, 0x67, 10 * MiB + 4096, 8192);
+      const r = await b.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /backup: done.*guest paused \d+\.\d ms/);
+      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive0", "drive1"]);
+      const now = await vm.snapshotDisks("after");
+      assert.notEqual(
+        (await Deno.readFile(now[0]!))[0],
+        (await Deno.readFile(truth[0]!))[0],
+        "the guest's writes changed disk 0",
+      );
+      assert.deepEqual(vmabakFiles(fl), [], "fleecing images removed");
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "pull backup trims what it stored: rewriting a range already read does not grow the fleecing image",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 64 * MiB, fill: ["write -P 0x5a 0 64M"] }],
+    });
+    try {
+      const fl = `${vm.dir}/fleece`;
+      await Deno.mkdir(fl);
+      const truth = await vm.snapshotDisks("start");
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
+        8 * MiB,
+        `${vm.dir}/b.vma`,
+      );
+      await b.started;
+      await sleep(3000); // > 24 MiB stored at 8 MiB/s
+      const image = `${fl}/${vmabakFiles(fl)[0]}`;
+      const before = allocated(image);
+      for (let off = 0; off < 16 * MiB; off += MiB) {
+        await vm.guestWrite(0, 0x77, off, MiB);
+      }
+      const after = allocated(image);
+      // The same rewrite ahead of the reader would copy 16 MiB into the image.
+      await vm.guestWrite(0, 0x78, 60 * MiB, 2 * MiB);
+      const ahead = allocated(image);
+      const r = await b.done;
+      assert.equal(r.code, 0, r.stderr);
+      console.log(
+        `fleecing image: ${before} B before, ${after} B after rewriting 16 MiB already read, ${ahead} B after 2 MiB not read yet`,
+      );
+      assert.ok(after - before < MiB, `grew by ${after - before} bytes`);
+      assert.ok(
+        ahead - after >= 2 * MiB,
+        "writes ahead of the reader are kept",
+      );
+      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive0"]);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+/** Milliseconds of each guest write (through the device, 64 KiB, fresh clusters). */
+async function writeLatencies(
+  vm: TestVm,
+  from: number,
+  count: number,
+): Promise<number[]> {
+  const out = [];
+  for (let i = 0; i < count; i++) {
+    const t = performance.now();
+    await vm.guestWrite(0, 0x40 + i, from + i * 1024 * 1024, 64 * 1024);
+    out.push(performance.now() - t);
+  }
+  return out;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+Deno.test({
+  name:
+    "pull backup never makes the guest wait on a slow consumer (writes ahead of the reader)",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 96 * MiB, fill: ["write -P 0x5a 0 96M"] }],
+    });
+    try {
+      const idle = await writeLatencies(vm, 64 * MiB, 8);
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", vm.dir],
+        2 * MiB,
+        "-",
+      );
+      await b.started;
+      await sleep(1000);
+      const during = await writeLatencies(vm, 72 * MiB, 8);
+      b.child.kill("SIGTERM");
+      const r = await b.done;
+      assert.equal(r.code, 1, r.stderr);
+      console.log(
+        `guest 64 KiB write, median: idle ${
+          median(idle).toFixed(2)
+        } ms, during a pull backup drained at 2 MiB/s ${
+          median(during).toFixed(2)
+        } ms`,
+      );
+      assert.ok(
+        median(during) < 10 * median(idle) + 50,
+        `during ${during.map((x) => x.toFixed(1))} vs idle ${
+          idle.map((x) => x.toFixed(1))
+        }`,
+      );
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "SIGKILL mid pull backup: the guest writes on; cleanup and the next backup remove the leftovers",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const fl = `${vm.dir}/fleece`;
+      await Deno.mkdir(fl);
+      const args = ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl];
+      const killed = async () => {
+        const b = spawnSlowBackup(args, MiB, "-");
+        await b.started;
+        await sleep(1000);
+        b.child.kill("SIGKILL");
+        await b.done;
+        await vm.guestWrite(0, 0x99, 36 * MiB, MiB); // still succeeds
+        assert.equal(
+          vmabakFiles(fl).length,
+          2,
+          "the killed run left its images",
+        );
+      };
+      await killed();
+      const c = await vmabak([
+        "cleanup",
+        "--qmp",
+        vm.qmpPath,
+        "--fleecing-dir",
+        fl,
+      ]);
+      assert.equal(c.code, 0, c.stderr);
+      assert.match(
+        c.text,
+        /removed device \/machine\/peripheral\/vd0\/virtio-backend back on node drive0/,
+      );
+      assert.match(c.text, /removed file .*fleece0\.qcow2/);
+      assert.match(c.text, /removed export /);
+      assert.deepEqual(vmabakFiles(fl), []);
+      await assertVmClean(vm);
+
+      await killed();
+      const truth = await vm.snapshotDisks("second");
+      const r = await vmabak([...args, "-o", `${vm.dir}/b.vma`]);
+      assert.equal(r.code, 0, r.stderr);
+      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive0", "drive1"]);
+      assert.deepEqual(vmabakFiles(fl), []);
+      await assertVmClean(vm);
+
+      const none = await vmabak([
+        "cleanup",
+        "--qmp",
+        vm.qmpPath,
+        "--fleecing-dir",
+        fl,
+      ]);
+      assert.equal(none.code, 0, none.stderr);
+      assert.equal(none.text, "");
+      assert.match(none.stderr, /nothing left by vmabak/);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a fleecing directory that fills up: guest writes succeed, exit 1 naming it, no archive, no leftovers",
+  ignore: !HAVE || Deno.uid() !== 0,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 64 * MiB, fill: ["write -P 0x5a 0 64M"] }],
+    });
+    const fl = `${vm.dir}/small`;
+    await Deno.mkdir(fl);
+    const mount = await new Deno.Command("mount", {
+      args: ["-t", "tmpfs", "-o", "size=3M", "tmpfs", fl],
+    }).output();
+    assert.ok(mount.success);
+    try {
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
+        4 * MiB,
+        `${vm.dir}/b.vma`,
+      );
+      await b.started;
+      await sleep(1000);
+      // 8 MiB ahead of the reader, into a directory of 3 MiB.
+      for (let off = 48 * MiB; off < 56 * MiB; off += MiB) {
+        await vm.guestWrite(0, 0x31, off, MiB); // throws if the guest's write fails
+      }
+      const r = await b.done;
+      const stderr = r.stderr.replace(/^backup: started.*\n/m, "");
+      assert.equal(r.code, 1, stderr);
+      const line = oneLine(stderr);
+      console.log(line);
+      assert.match(line, new RegExp(`fleecing image in ${fl}`));
+      assert.match(line, /full|too slow/);
+      // What reached the consumer is no archive.
+      assert.notEqual((await vmabak(["verify", `${vm.dir}/b.vma`])).code, 0);
+      assert.deepEqual(vmabakFiles(fl), []);
+      await assertVmClean(vm);
+    } finally {
+      await new Deno.Command("umount", { args: [fl] }).output();
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a second vmabak on the VM's other monitor is refused while the first runs",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", vm.dir],
+        MiB,
+        "-",
+      );
+      await b.started;
+      await sleep(1000);
+      // The test's own monitor is the VM's second QMP socket: lend it.
+      await vm.monitor.close();
+      const second = await vmabak([
+        "backup",
+        "--qmp",
+        `${vm.dir}/monitor.sock`,
+        "--fleecing-dir",
+        vm.dir,
+        "-o",
+        `${vm.dir}/second.vma`,
+      ]);
+      const cleanup = await vmabak([
+        "cleanup",
+        "--qmp",
+        `${vm.dir}/monitor.sock`,
+        "--fleecing-dir",
+        vm.dir,
+      ]);
+      vm.monitor = await QmpClient.connect(`${vm.dir}/monitor.sock`);
+      assert.equal(second.code, 1);
+      assert.match(
+        oneLine(second.stderr),
+        new RegExp(
+          `another vmabak \\(pid ${b.child.pid}\\) is working on this VM`,
+        ),
+      );
+      assert.equal(cleanup.code, 1);
+      assert.match(oneLine(cleanup.stderr), /another vmabak/);
+      b.child.kill("SIGTERM");
+      assert.equal((await b.done).code, 1);
+      await assertVmClean(vm);
+      assert.deepEqual(vmabakFiles(vm.dir), []);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
