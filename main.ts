@@ -7,9 +7,9 @@
  */
 import { COMMANDS } from "./lib/cli/commands.ts";
 import type { CommandContext, TextSink } from "./lib/cli/types.ts";
-import { CancelledError, UsageError } from "./lib/errors.ts";
+import { CancelledError } from "./lib/errors.ts";
 import { VERSION } from "./lib/version.ts";
-import { oneLine as escapeControls } from "./lib/text/escape.ts";
+import { failureOutcome } from "./lib/cli/outcome.ts";
 
 const encoder = new TextEncoder();
 
@@ -99,27 +99,12 @@ async function main(argv: string[]): Promise<number> {
   } catch (error) {
     const err = error instanceof Error ? error : new Error(String(error));
     if (Deno.env.get("VMABAK_DEBUG")) stderr.line(err.stack ?? err.message);
-    if (err instanceof UsageError) {
-      stderr.line(`vmabak ${name}: ${err.message}`);
-      return 2;
-    }
-    // One line: the first line of the message, never a stack trace.
-    stderr.line(`vmabak ${name}: ${oneLine(err)}`);
-    return 1;
+    const outcome = failureOutcome(err);
+    stderr.line(`vmabak ${name}: ${outcome.line}`);
+    return outcome.code;
   } finally {
     for (const [s, handler] of handlers) Deno.removeSignalListener(s, handler);
   }
-}
-
-function oneLine(err: Error): string {
-  if (
-    err.name === "BrokenPipe" || (err as { code?: string }).code === "EPIPE"
-  ) {
-    return "Cannot write output: the pipe was closed by the reader";
-  }
-  // Names from archives are escaped where they are put in messages; escaping
-  // the whole message again keeps any that slipped through on one line.
-  return escapeControls(err.message.trimEnd()) || err.name;
 }
 
 if (import.meta.main) {

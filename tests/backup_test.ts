@@ -2,55 +2,16 @@ import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { MAIN, oneLine, run, vmabak } from "./helpers/run.ts";
 import { backupVm } from "../lib/backup/backup.ts";
+import {
+  assertArchiveEquals,
+  assertVmClean,
+  MiB,
+  twoDisks,
+  watchStderr,
+} from "./helpers/backup_checks.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 
 const HAVE = await haveQemu();
-const MiB = 1024 * 1024;
-
-/** Two disks: raw of an odd size with data, zeros and a hole; qcow2 with large holes. */
-function twoDisks() {
-  return [
-    {
-      format: "raw" as const,
-      size: 40 * MiB + 3 * 4096 + 512,
-      fill: ["write -P 0x11 0 8M", "write -z 8M 4M", "write -P 0x22 30M 2M"],
-    },
-    {
-      format: "qcow2" as const,
-      size: 24 * MiB,
-      fill: ["write -P 0x33 0 1M", "write -P 0x44 20M 1M"],
-    },
-  ];
-}
-
-/** After a failed backup: no job, no node of vmabak's, the VM still running. */
-async function assertVmClean(vm: TestVm) {
-  assert.deepEqual(await vm.monitor.execute("query-block-jobs"), []);
-  const nodes = await vm.monitor.execute<{ "node-name": string }[]>(
-    "query-named-block-nodes",
-  );
-  assert.deepEqual(
-    nodes.map((n) => n["node-name"]).filter((n) => n.startsWith("vmabak-")),
-    [],
-  );
-  assert.equal(await vm.status(), "running");
-}
-
-async function compareWithTruth(dir: string, truth: string[], names: string[]) {
-  for (const [i, t] of truth.entries()) {
-    const r = await run("qemu-img", [
-      "compare",
-      "-f",
-      "raw",
-      "-F",
-      "raw",
-      t,
-      `${dir}/disk-${names[i]}.raw`,
-    ]);
-    assert.equal(r.code, 0, `disk ${names[i]}: ${r.text}${r.stderr}`);
-  }
-}
-
 function spawnVmabak(args: string[]) {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
@@ -79,14 +40,16 @@ Deno.test({
         "--speed",
         "8M",
       ]);
-      await new Promise((r) => setTimeout(r, 1000));
+      const err = watchStderr(child.stderr);
+      await err.started;
       // Writes into clusters not copied yet: copy-before-write must save the old data first.
       await vm.guestWrite(0, 0x55, 36 * MiB, MiB);
       await vm.guestWrite(0, 0x56, 40 * MiB, 4096);
       await vm.guestWrite(1, 0x66, 22 * MiB, 64 * 1024);
       await vm.guestWrite(1, 0x67, 10 * MiB + 4096, 8192);
-      const out = await child.output();
-      const stderr = new TextDecoder().decode(out.stderr);
+      const out = await child.status;
+      await child.stdout.cancel();
+      const stderr = await err.text;
       assert.equal(out.code, 0, stderr);
       assert.match(stderr, /backup: done/);
       const now = await vm.snapshotDisks("after");
@@ -101,9 +64,9 @@ Deno.test({
         "the guest's writes changed disk 1",
       );
       assert.equal((await vmabak(["verify", `${vm.dir}/b.vma`])).code, 0);
+      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive0", "drive1"]);
       const x = await vmabak(["extract", `${vm.dir}/b.vma`, `${vm.dir}/out`]);
       assert.equal(x.code, 0, x.stderr);
-      await compareWithTruth(`${vm.dir}/out`, truth, ["drive0", "drive1"]);
       const desc = JSON.parse(
         await Deno.readTextFile(`${vm.dir}/out/vmabak.json`),
       );

@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { oneLine, vmabak } from "./helpers/run.ts";
+import { QmpClient } from "../lib/qmp/client.ts";
 import {
   allocated,
   assertArchiveEquals,
@@ -31,7 +32,8 @@ Deno.test({
         2 * MiB,
         `${vm.dir}/b.vma`,
       );
-      await sleep(2000);
+      await b.started;
+      await sleep(1000);
       assert.equal(vmabakFiles(fl).length, 2, "one fleecing image per disk");
       await vm.guestWrite(0, 0x55, 0, MiB); // read already
       await vm.guestWrite(0, 0x56, 30 * MiB + 4096, 8192); // not read yet
@@ -73,7 +75,8 @@ Deno.test({
         8 * MiB,
         `${vm.dir}/b.vma`,
       );
-      await sleep(4500); // > 24 MiB stored at 8 MiB/s
+      await b.started;
+      await sleep(3000); // > 24 MiB stored at 8 MiB/s
       const image = `${fl}/${vmabakFiles(fl)[0]}`;
       const before = allocated(image);
       for (let off = 0; off < 16 * MiB; off += MiB) {
@@ -133,7 +136,8 @@ Deno.test({
         2 * MiB,
         "-",
       );
-      await sleep(1500);
+      await b.started;
+      await sleep(1000);
       const during = await writeLatencies(vm, 72 * MiB, 8);
       b.child.kill("SIGTERM");
       const r = await b.done;
@@ -170,7 +174,8 @@ Deno.test({
       const args = ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl];
       const killed = async () => {
         const b = spawnSlowBackup(args, MiB, "-");
-        await sleep(2000);
+        await b.started;
+        await sleep(1000);
         b.child.kill("SIGKILL");
         await b.done;
         await vm.guestWrite(0, 0x99, 36 * MiB, MiB); // still succeeds
@@ -248,7 +253,8 @@ Deno.test({
         4 * MiB,
         `${vm.dir}/b.vma`,
       );
-      await sleep(1500);
+      await b.started;
+      await sleep(1000);
       // 8 MiB ahead of the reader, into a directory of 3 MiB.
       for (let off = 48 * MiB; off < 56 * MiB; off += MiB) {
         await vm.guestWrite(0, 0x31, off, MiB); // throws if the guest's write fails
@@ -266,6 +272,58 @@ Deno.test({
       await assertVmClean(vm);
     } finally {
       await new Deno.Command("umount", { args: [fl] }).output();
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a second vmabak on the VM's other monitor is refused while the first runs",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: twoDisks() });
+    try {
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", vm.dir],
+        MiB,
+        "-",
+      );
+      await b.started;
+      await sleep(1000);
+      // The test's own monitor is the VM's second QMP socket: lend it.
+      await vm.monitor.close();
+      const second = await vmabak([
+        "backup",
+        "--qmp",
+        `${vm.dir}/monitor.sock`,
+        "--fleecing-dir",
+        vm.dir,
+        "-o",
+        `${vm.dir}/second.vma`,
+      ]);
+      const cleanup = await vmabak([
+        "cleanup",
+        "--qmp",
+        `${vm.dir}/monitor.sock`,
+        "--fleecing-dir",
+        vm.dir,
+      ]);
+      vm.monitor = await QmpClient.connect(`${vm.dir}/monitor.sock`);
+      assert.equal(second.code, 1);
+      assert.match(
+        oneLine(second.stderr),
+        new RegExp(
+          `another vmabak \\(pid ${b.child.pid}\\) is working on this VM`,
+        ),
+      );
+      assert.equal(cleanup.code, 1);
+      assert.match(oneLine(cleanup.stderr), /another vmabak/);
+      b.child.kill("SIGTERM");
+      assert.equal((await b.done).code, 1);
+      await assertVmClean(vm);
+      assert.deepEqual(vmabakFiles(vm.dir), []);
+    } finally {
       await vm.destroy();
     }
   },

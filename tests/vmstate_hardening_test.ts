@@ -70,7 +70,8 @@ for (const mode of ["pull", "push"]) {
           MiB,
           "-",
         );
-        await sleep(1500);
+        await b.started;
+        await sleep(1000);
         // Meanwhile a second monitor is answered and the guest runs.
         const t = performance.now();
         assert.equal(await vm.status(), "running");
@@ -139,7 +140,8 @@ Deno.test({
         vm.dir,
       ];
       const b = spawnSlowBackup(args, MiB, "-");
-      await sleep(2500);
+      await b.started;
+      await sleep(1000);
       b.child.kill("SIGKILL");
       await b.done;
       const left = await migrationState(vm.monitor);

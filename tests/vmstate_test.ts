@@ -6,6 +6,7 @@ import {
   diskCounter,
 } from "./helpers/boot_sector.ts";
 import { MAIN, run, vmabak } from "./helpers/run.ts";
+import { watchStderr } from "./helpers/backup_checks.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 import { VmaReader } from "../lib/vma/reader.ts";
 
@@ -107,13 +108,11 @@ for (const mode of ["pull", "push"]) {
           stdout: "null",
           stderr: "piped",
         }).spawn();
-        await new Promise((r) => setTimeout(r, 1200));
+        const err = watchStderr(child.stderr);
+        await err.started; // the instant is fixed: this write comes after it
         await vm.guestWrite(1, 0x77, 15 * MiB, MiB);
-        const out = await child.output();
-        const b = {
-          code: out.code,
-          stderr: new TextDecoder().decode(out.stderr),
-        };
+        const out = await child.status;
+        const b = { code: out.code, stderr: await err.text };
         assert.equal(b.code, 0, b.stderr);
         assert.match(b.stderr, /VM state .*guest paused \d+(\.\d+)? ms/);
         // The source VM: running, capabilities as before, nothing of vmabak's left.

@@ -37,6 +37,13 @@ import { PullPath } from "./pull.ts";
 import { PushPath } from "./push.ts";
 import { currentRun } from "./run_id.ts";
 import { VmstateCapture, vmstateSizeHint } from "./vmstate.ts";
+import {
+  proxmoxBackupConfig,
+  type ProxmoxBackupOptions,
+} from "../proxmox/backup_config.ts";
+import { checkPveArchive } from "../proxmox/check.ts";
+import { freezeGuest } from "../qga/freeze.ts";
+import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 
 export type BackupMode = "push" | "pull";
 
@@ -53,7 +60,7 @@ export interface BackupOptions {
   cbwTimeout?: number;
   /** Pull: TRIM what was stored (default true; off only to measure). */
   trim?: boolean;
-  /** Bytes per second for each job; 0 or absent: unlimited. */
+  /** Bytes of disk per second, per disk (push: per job); 0 or absent: unlimited. */
   speed?: number;
   /** QEMU's copy workers per job (x-perf.max-workers): bounds data in flight. */
   maxWorkers?: number;
@@ -69,6 +76,12 @@ export interface BackupOptions {
   since?: { label: string; header: VmaHeader };
   /** With `since`: take a full backup when the bitmaps cannot serve, instead of failing. */
   orFull?: boolean;
+  /** How the stored qemu-server.conf names storage and VM id. */
+  proxmox?: ProxmoxBackupOptions;
+  /** Told what the stored qemu-server.conf leaves out, or that the guest could not be frozen. */
+  onNotice?: (text: string) => void;
+  /** Freeze the guest's file systems through its agent around the instant. */
+  qga?: { path: string; timeoutMs: number; required: boolean };
 }
 
 export interface BackupResult {
@@ -85,6 +98,8 @@ export interface BackupResult {
   incremental?: Record<string, number>;
   /** Why `since` was not honoured (with `orFull`): this is a full backup. */
   fullInstead?: string;
+  /** With `qga`: file systems the agent froze, and for how long. */
+  frozen?: { filesystems: number; ms: number };
 }
 
 /** The name of the config that describes the VM. */
@@ -138,12 +153,30 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       VM_CONFIG_NAME,
       encoder.encode(JSON.stringify(description, null, 2) + "\n"),
     );
+    const pve = await proxmoxBackupConfig(
+      qmp,
+      disks,
+      options.configs ?? [],
+      options.proxmox ?? {},
+    );
+    if (pve.generated) writer.addConfig(PVE_CONFIG_NAME, pve.generated);
     for (const c of options.configs ?? []) writer.addConfig(c.name, c.data);
     const planned: PlannedDisk[] = disks.map((disk, index) => ({
       disk,
       index,
       devId: writer.addDevice(disk.name, disk.size),
     }));
+    checkPveArchive(
+      pve.data,
+      planned.map((p) => ({
+        id: p.devId,
+        name: p.disk.name,
+        size: p.disk.size,
+      })),
+    );
+    for (const note of pve.notes) {
+      options.onNotice?.(`${PVE_CONFIG_NAME}: ${note}`);
+    }
     const vmstateId = vmstate
       ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
       : 0;
@@ -168,7 +201,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       orFull: options.orFull === true,
       mode: options.mode ?? "pull",
     });
-    const frozen = changes.since !== undefined
+    const frozenBitmap = changes.since !== undefined
       ? changes.tracking!.frozenName()
       : undefined;
     const path: DataPath = options.mode === "push"
@@ -181,16 +214,24 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
         dir: fleecingDir,
         cbwTimeout: options.cbwTimeout ?? 30,
         ...(options.trim === false ? { trim: false } : {}),
-        ...(frozen !== undefined ? { bitmap: frozen } : {}),
+        ...(frozenBitmap !== undefined ? { bitmap: frozenBitmap } : {}),
+        ...(options.speed ? { speed: options.speed } : {}),
       });
     const capture = vmstate
       ? await VmstateCapture.prepare(ctx, vmstateId, fleecingDir)
       : undefined;
     await path.prepare();
     // An incremental's header waits until its clusters are known.
-    if (frozen === undefined) await writer.start();
+    if (frozenBitmap === undefined) await writer.start();
 
     // Snapshot: one instant for every disk (and the RAM).
+    const freeze = options.qga
+      ? await freezeGuest(stack, {
+        ...options.qga,
+        onWarning: (text) => options.onNotice?.(text),
+      })
+      : undefined;
+    const frozenAt = performance.now();
     const instant = await fixInstant(ctx, {
       stop: path.needsStop || changes.tracking !== undefined,
       snapshot: async () => {
@@ -199,10 +240,14 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       },
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
+    await freeze?.thaw();
+    const frozen = freeze && freeze.frozen > 0
+      ? { filesystems: freeze.frozen, ms: performance.now() - frozenAt }
+      : undefined;
     await path.afterInstant();
     let incremental: Record<string, number> | undefined;
     let total = disks.reduce((a, d) => a + d.size, 0);
-    if (frozen !== undefined) {
+    if (frozenBitmap !== undefined) {
       const sets = await (path as PullPath).changedClusters();
       await startIncremental(writer, description, changes.since!.header, sets);
       incremental = Object.fromEntries(
@@ -243,6 +288,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       ...(changes.fullInstead !== undefined
         ? { fullInstead: changes.fullInstead }
         : {}),
+      ...(frozen ? { frozen } : {}),
     };
   } catch (error) {
     failure.fail(error);

@@ -9,6 +9,7 @@
  * runs in the only safe order: acc before the device moves back, the device
  * back before cbw goes, cbw before the fleecing image.
  */
+import { createExclusive } from "../io/safe_file.ts";
 import type { QmpClient } from "../qmp/client.ts";
 import { type BackupContext, deferQmp, nameFor } from "./context.ts";
 import type { PlannedDisk } from "./context.ts";
@@ -56,20 +57,7 @@ export async function createFleecingImage(
   path: string,
   size: number,
 ): Promise<void> {
-  try {
-    const f = await Deno.open(path, {
-      write: true,
-      createNew: true,
-      mode: 0o600,
-    });
-    f.close();
-    await Deno.chmod(path, 0o600);
-  } catch (error) {
-    throw new Error(
-      `Cannot create fleecing image ${path}: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
+  (await createExclusive(path, { what: "fleecing image" })).close();
   const out = await new Deno.Command("qemu-img", {
     args: ["create", "-q", "-f", "qcow2", path, String(size)],
     stdin: "null",

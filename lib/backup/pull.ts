@@ -32,6 +32,8 @@ export interface PullOptions extends FleecingOptions {
    * with the snapshot; only the clusters it marks are read.
    */
   bitmap?: string;
+  /** Bytes of disk per second at most, per disk. */
+  speed?: number;
 }
 
 export class PullPath implements DataPath {
@@ -126,6 +128,7 @@ export class PullPath implements DataPath {
           devId: d.devId,
           sink: ctx.writer,
           ...(this.#options.trim === false ? { trim: false } : {}),
+          ...(this.#options.speed ? { speed: this.#options.speed } : {}),
           onStored: (n) => {
             this.#done += n;
             const now = performance.now();

@@ -28,6 +28,8 @@ export interface DiskReadOptions {
   connections?: number;
   /** TRIM each chunk once stored (default true). */
   trim?: boolean;
+  /** Bytes of disk per second at most (0 or absent: unlimited). */
+  speed?: number;
   /** Called with the bytes of each chunk once stored. */
   onStored?: (bytes: number) => void;
   /** Throws to stop (a failure elsewhere, an abort). */
@@ -87,6 +89,7 @@ export async function readDisk(options: DiskReadOptions): Promise<void> {
     const pending: Promise<Chunk>[] = [];
     const trims = new Set<Promise<void>>();
     let next = 0;
+    const started = performance.now();
     const launch = () => {
       const index = next++;
       const client = clients[index % clients.length]!;
@@ -102,6 +105,12 @@ export async function readDisk(options: DiskReadOptions): Promise<void> {
       await storeChunk(chunk, options);
       if (chunk.data !== null) pool.push(chunk.data);
       options.onStored?.(chunk.length);
+      if (options.speed) {
+        const due = started +
+          ((chunk.offset + chunk.length) / options.speed) * 1000;
+        const wait = due - performance.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      }
       if (trim) {
         const client = clients[done % clients.length]!;
         const t = client.trim(chunk.offset, chunk.length).catch((error) => {

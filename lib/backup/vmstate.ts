@@ -35,8 +35,12 @@ export class VmstateCapture {
       if (e.event !== "MIGRATION") return;
       this.#status = e.data.status as string;
       if (["failed", "cancelled"].includes(this.#status)) {
-        ctx.failure.fail(
-          new Error(`Cannot save the VM state: migration ${this.#status}`),
+        const status = this.#status;
+        // A spool that could not be written (a full fleecing directory) is named.
+        void spool.writeFailure().then((f) =>
+          ctx.failure.fail(
+            f ?? new Error(`Cannot save the VM state: migration ${status}`),
+          )
         );
       }
     });
@@ -83,7 +87,8 @@ export class VmstateCapture {
         break;
       }
       if (m.status === "failed" || m.status === "cancelled" || i > 1200) {
-        throw new Error(`Cannot save the VM state: migration ${m.status}`);
+        throw (await this.#spool.writeFailure()) ??
+          new Error(`Cannot save the VM state: migration ${m.status}`);
       }
       await new Promise((r) => setTimeout(r, 50));
     }

@@ -8,6 +8,8 @@
  * afterwards as consecutive 64 KiB clusters (the last one padded with zeros).
  */
 import { VMA_CLUSTER_SIZE } from "../vma/format.ts";
+import { createExclusive, FileError } from "../io/safe_file.ts";
+import { printable } from "../text/escape.ts";
 
 /** 'text' for sh. */
 function shQuote(text: string): string {
@@ -29,30 +31,35 @@ export class VmstateSpool {
     filePath: string,
     donePath: string,
   ): Promise<VmstateSpool> {
-    try {
-      const f = await Deno.open(filePath, {
-        write: true,
-        createNew: true,
-        mode: 0o600,
-      });
-      f.close();
-      await Deno.chmod(filePath, 0o600);
-    } catch (error) {
-      throw new Error(
-        `Cannot spool the VM state into ${filePath}: ${
-          (error as Error).message
-        }`,
-        { cause: error },
-      );
-    }
+    (await createExclusive(filePath, { what: "VM state spool" })).close();
     return new VmstateSpool(filePath, donePath);
+  }
+
+  /** Where `cat` reports a failure to write the spool (beside `donePath`). */
+  get errorPath(): string {
+    return `${this.donePath}.err`;
   }
 
   /** The migration URI. */
   get uri(): string {
-    return `exec:cat > ${shQuote(this.filePath)} && : > ${
-      shQuote(this.donePath)
-    }`;
+    return `exec:cat > ${shQuote(this.filePath)} 2> ${
+      shQuote(this.errorPath)
+    } && : > ${shQuote(this.donePath)}`;
+  }
+
+  /**
+   * Why the spool could not be written (after the migration failed), naming
+   * the file: for example no space left in the fleecing directory.
+   */
+  async writeFailure(): Promise<FileError | undefined> {
+    const text = await Deno.readTextFile(this.errorPath).catch(() => "");
+    if (text.trim() === "") return undefined;
+    const reason = /no space left/i.test(text)
+      ? "no space left on the device"
+      : /quota/i.test(text)
+      ? "disk quota exceeded"
+      : printable(text.trim().split("\n")[0]!.replace(/^cat: /, ""), 200);
+    return new FileError("write", "VM state spool", this.filePath, reason);
   }
 
   /** Waits until `cat` has written all (after QEMU said the migration completed). */
@@ -103,5 +110,6 @@ export class VmstateSpool {
   async remove(): Promise<void> {
     await Deno.remove(this.filePath).catch(() => {});
     await Deno.remove(this.donePath).catch(() => {});
+    await Deno.remove(this.errorPath).catch(() => {});
   }
 }

@@ -1,6 +1,13 @@
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { readConfigFiles, zstdLevelFor } from "./create.ts";
+import { parseQgaArgs, QGA_OPTIONS, QGA_USAGE } from "./backup_qga.ts";
+import {
+  parseProxmoxBackupArgs,
+  PROXMOX_BACKUP_OPTIONS,
+  PROXMOX_BACKUP_USAGE,
+  RunLog,
+} from "./backup_proxmox.ts";
 import { UsageError } from "../errors.ts";
 import { openArchiveOutput } from "../io/output.ts";
 import { backupVm } from "../backup/backup.ts";
@@ -16,7 +23,8 @@ import { readArchiveHeader } from "./archive.ts";
 
 const USAGE =
   "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode pull|push] [--fleecing-dir DIR] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
-  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--since PREV [--or-full]] [--no-track] [--json]";
+  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--since PREV [--or-full]] [--no-track] [--json] " +
+  PROXMOX_BACKUP_USAGE + " " + QGA_USAGE;
 
 function parseSize(value: string, what: string): number {
   const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value);
@@ -57,6 +65,8 @@ export const backupCommand: Command = {
       "no-track": { type: "boolean" },
       "fleecing-dir": { type: "string" },
       "no-trim": { type: "boolean" },
+      ...PROXMOX_BACKUP_OPTIONS,
+      ...QGA_OPTIONS,
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
@@ -121,11 +131,20 @@ export const backupCommand: Command = {
     };
 
     const zstd = zstdLevelFor(values.output, values.zstd);
-    const output = await openArchiveOutput(
+    const pve = parseProxmoxBackupArgs(
+      values,
       values.output,
+      zstd !== undefined,
+      new Date(),
+    );
+    const log = new RunLog(ctx.stderr);
+    ctx = { ...ctx, stderr: log.sink };
+    const output = await openArchiveOutput(
+      pve.output,
       ctx.stdout,
       zstd === undefined ? {} : { zstd },
     );
+    let committed = false;
     try {
       const result = await backupVm({
         qmpPath: values.qmp,
@@ -145,6 +164,9 @@ export const backupCommand: Command = {
           : {}),
         ...(speed !== undefined ? { speed } : {}),
         ...(workers !== undefined ? { maxWorkers: workers } : {}),
+        proxmox: pve.proxmox,
+        ...parseQgaArgs(values),
+        onNotice: (text) => ctx.stderr.line(`backup: warning: ${text}`),
         onStarted: (info) => {
           if (json) {
             ctx.stderr.line(renderJson("started", { disks: info.disks }));
@@ -158,6 +180,7 @@ export const backupCommand: Command = {
         },
       });
       await output.commit();
+      committed = true;
       if (tty) ctx.stderr.text("\n");
       if (result.fullInstead !== undefined && !json) {
         ctx.stderr.line(
@@ -176,6 +199,11 @@ export const backupCommand: Command = {
         (result.vmstate
           ? `; VM state ${formatBytes(result.vmstate.bytes)}`
           : "") +
+        (result.frozen !== undefined
+          ? `, ${result.frozen.filesystems} guest file systems frozen ${
+            result.frozen.ms.toFixed(1)
+          } ms`
+          : "") +
         (result.pausedMs !== undefined
           ? `, guest paused ${result.pausedMs.toFixed(1)} ms`
           : "") +
@@ -191,9 +219,16 @@ export const backupCommand: Command = {
           ? renderJson("done", { ...result, description: undefined })
           : summary,
       );
+      if (values.vmstate === true && !json) {
+        ctx.stderr.line(
+          "backup: note: Proxmox's restore ignores the RAM state (vmstate); vmabak restore uses it",
+        );
+      }
+      await log.write(pve, committed);
     } catch (error) {
       if (tty) ctx.stderr.text("\n");
-      await output.abort();
+      if (!committed) await output.abort();
+      await log.write(pve, committed, error).catch(() => {});
       throw error;
     }
   },

@@ -11,7 +11,7 @@ import type { VmDescription } from "../backup/inventory.ts";
 import { parsePveConfig } from "../proxmox/config.ts";
 import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 import { planVm, type VmPlan } from "../proxmox/plan.ts";
-import { findOvmf, proxmoxScript, qemuValue } from "../proxmox/qemu_args.ts";
+import { findOvmf, proxmoxScript } from "../proxmox/qemu_args.ts";
 import { writeFileExclusive } from "../io/safe_file.ts";
 import { printable, qemuOptValue } from "../text/escape.ts";
 import { resolve } from "node:path";
@@ -75,7 +75,7 @@ export const restoreCommand: Command = {
         if (withState) {
           plan.unmapped.push("vmstate: RAM state not loaded (cold boot)");
         }
-        qemuValue(dir, "the target directory");
+        qemuOptValue(dir, "target directory");
       }
       await extractChain(chain.readers, chain.links, target, {
         signal: ctx.signal,

@@ -2,6 +2,7 @@ import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { UsageError } from "../errors.ts";
 import { QmpClient } from "../qmp/client.ts";
+import { QmpBusyError } from "../qmp/errors.ts";
 
 const USAGE = "vmabak resume --qmp SOCKET [--timeout SECONDS]";
 
@@ -32,7 +33,8 @@ export const resumeCommand: Command = {
       try {
         qmp = await QmpClient.connect(values.qmp);
       } catch (error) {
-        if (Date.now() > deadline) throw error;
+        // QEMU still starting: retry; another client holding it: say so now.
+        if (error instanceof QmpBusyError || Date.now() > deadline) throw error;
         await new Promise((r) => setTimeout(r, 100));
       }
       ctx.signal.throwIfAborted();

@@ -149,8 +149,27 @@ class ZstdFrameSink implements ZstdSink {
       if (this.#state === "failed") return;
       await this.#inner.write(frame);
       this.bytesOut += frame.length;
+      releaseFrame(frame);
     }).catch((error) => this.#fail(error));
     this.#tail = done;
     this.#inFlight.push(done);
+  }
+}
+
+/**
+ * Frees a frame's memory now rather than at the next garbage collection:
+ * frames are new 4 MiB buffers, and V8 collects external memory late
+ * (without this, a compressed backup peaked at about 250 MiB). Only a frame
+ * that owns its whole buffer is detached; the inner sink is done with it.
+ */
+function releaseFrame(frame: Uint8Array): void {
+  const buffer = frame.buffer as ArrayBuffer & {
+    transfer?: (length: number) => ArrayBuffer;
+  };
+  if (
+    frame.byteOffset === 0 && frame.byteLength === buffer.byteLength &&
+    typeof buffer.transfer === "function"
+  ) {
+    buffer.transfer(0);
   }
 }

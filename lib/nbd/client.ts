@@ -220,6 +220,7 @@ export class NbdClient {
 
   /** Makes written data durable; nothing to do when the server has no flush. */
   async flush(): Promise<void> {
+    if (this.#error) throw this.#error;
     if (!this.canFlush) return;
     await this.#request(NBD_CMD.FLUSH, 0, 0, {});
   }
@@ -235,6 +236,7 @@ export class NbdClient {
     context: string = BASE_ALLOCATION,
   ): Promise<BlockExtent[]> {
     this.#checkRange("get block status of", offset, length);
+    if (this.#error) throw this.#error;
     const contextId = this.#contexts.get(context);
     if (length === 0) return [];
     if (contextId === undefined) {

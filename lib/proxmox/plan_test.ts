@@ -187,7 +187,7 @@ Deno.test("planVm() lists keys and options it cannot map, printable", () => {
     "args: -device evil,x=1",
     "hostpci0: 0000:01:00.0",
     "tpmstate0: local:vm-1-disk-9,version=v2.0",
-    "descrip: caf?",
+    "descrip: caf\u00e9",
     "[snap1]: section ignored",
   ]);
   const a = proxmoxArgs(p, "/r", null).flat().join(" ");
@@ -245,13 +245,18 @@ Deno.test("parsePveConfig() and planVm() refuse malformed or hostile values with
   }
 });
 
-Deno.test("proxmoxArgs() refuses a device name or directory that would add QEMU options", () => {
+Deno.test("proxmoxArgs() doubles commas in device names and paths: no option can be added", () => {
   const conf = "scsi0: x\n#qmdump#map:scsi0:drive,file.locking=off:::\n";
   const p = plan(conf, [{ name: "drive,file.locking=off", size: 1 << 20 }]);
-  assert.throws(() => proxmoxArgs(p, "/r", null), /device name .* holds ","/);
+  const a = proxmoxArgs(p, "/a,b", null);
+  assert.deepEqual(
+    find(a, "-blockdev")[0],
+    "driver=file,filename=/a,,b/disk-drive,,file.locking=off.raw,node-name=file-scsi0",
+  );
+  assert.deepEqual(find(a, "-qmp"), ["unix:/a,,b/qmp.sock,server=on,wait=off"]);
   assert.throws(
-    () => proxmoxArgs(plan("memory: 64\n"), "/a,b", null),
-    /target directory holds ","/,
+    () => proxmoxArgs(plan("memory: 64\n"), "/a\nb", null),
+    /control character/,
   );
 });
 

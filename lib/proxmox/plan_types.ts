@@ -1,4 +1,5 @@
 /** The typed plan of a VM that a Proxmox config describes (see plan.ts). */
+import { printable as escapePrintable } from "../text/escape.ts";
 import type { PveScsiHw } from "./format.ts";
 
 /** What the archive holds besides the config. */
@@ -73,8 +74,7 @@ export class Unmapped {
   }
 }
 
-/** A config value as it may be shown in a shell comment or a terminal. */
+/** A config value as it may be shown in a shell comment or a terminal: one line, cut at 80. */
 export function printable(text: string): string {
-  const short = text.length > 80 ? `${text.slice(0, 77)}...` : text;
-  return short.replace(/[^\x20-\x7e]/g, "?");
+  return escapePrintable(text, 77);
 }

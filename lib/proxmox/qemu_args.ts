@@ -1,12 +1,11 @@
 /**
  * The QEMU command line of a VM plan (plan.ts), and resume.sh around it.
- * Every value comes from the plan, already checked against its format; the
- * target directory and device names still pass `qemuValue` (no `,`, no
- * control characters) and every word is quoted for sh.
+ * Every value comes from the plan, already checked against its format; paths
+ * and device names still pass `qemuOptValue` (commas doubled, control
+ * characters refused) and every word is quoted for sh.
  */
-import { shellQuote } from "../backup/command_line.ts";
+import { qemuOptValue, shellQuote } from "../text/escape.ts";
 import { deviceFileName } from "../vma/extract.ts";
-import { ProxmoxConfigError } from "./errors.ts";
 import { PVE_SCSIHW } from "./format.ts";
 import type { PlanDrive, VmPlan } from "./plan_types.ts";
 
@@ -35,17 +34,6 @@ export function findOvmf(efitype: "2m" | "4m"): Firmware {
   };
 }
 
-/** Refuses what would change the meaning of a QEMU option string. */
-export function qemuValue(value: string, what: string): string {
-  // deno-lint-ignore no-control-regex
-  if (/[,\x00-\x1f\x7f]/.test(value)) {
-    throw new ProxmoxConfigError(
-      `Cannot write the QEMU command line: ${what} holds "," or a control character`,
-    );
-  }
-  return value;
-}
-
 /** q35 has no PIIX IDE: Proxmox puts ide0..3 on AHCI ports 0, 2, 1, 3. */
 const Q35_IDE_PORT = [0, 2, 1, 3];
 
@@ -54,7 +42,7 @@ export function proxmoxArgs(
   dir: string,
   firmware: Firmware | null,
 ): string[][] {
-  qemuValue(dir, "the target directory");
+  dir = qemuOptValue(dir, "target directory");
   const machine = [plan.machine, `accel=${plan.kvm ? "kvm:tcg" : "tcg"}`];
   const args: string[][] = [
     ["-machine", machine.join(",")],
@@ -67,7 +55,9 @@ export function proxmoxArgs(
       },sockets=${plan.sockets},cores=${plan.cores},threads=1`,
     ],
   ];
-  if (plan.name !== null) args.push(["-name", qemuValue(plan.name, "name")]);
+  if (plan.name !== null) {
+    args.push(["-name", qemuOptValue(plan.name, "name")]);
+  }
   if (plan.uuid !== null) args.push(["-smbios", `type=1,uuid=${plan.uuid}`]);
   args.push(
     ["-nodefaults"],
@@ -83,14 +73,14 @@ export function proxmoxArgs(
     args.push([
       "-drive",
       `if=pflash,unit=0,format=raw,readonly=on,file=${
-        qemuValue(firmware.code, "the OVMF path")
+        qemuOptValue(firmware.code, "OVMF path")
       }`,
     ]);
     args.push([
       "-drive",
       plan.efi.device === null
         ? `if=pflash,unit=1,format=raw,snapshot=on,file=${
-          qemuValue(firmware.vars, "the OVMF path")
+          qemuOptValue(firmware.vars, "OVMF path")
         }`
         : `if=pflash,unit=1,format=raw,size=${plan.efi.varsSize},file=${
           diskPath(dir, plan.efi.device)
@@ -128,9 +118,7 @@ export function proxmoxArgs(
 }
 
 function diskPath(dir: string, device: string): string {
-  return `${dir}/${
-    qemuValue(deviceFileName(device), `device name ${JSON.stringify(device)}`)
-  }`;
+  return `${dir}/${qemuOptValue(deviceFileName(device), "device name")}`;
 }
 
 function driveArgs(

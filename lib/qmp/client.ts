@@ -1,4 +1,10 @@
-import { QmpCommandError, QmpConnectionError, QmpError } from "./errors.ts";
+import {
+  QmpBusyError,
+  QmpCommandError,
+  QmpConnectionError,
+  QmpError,
+} from "./errors.ts";
+import { socketInUse } from "./socket_busy.ts";
 import { QmpLineParser } from "./framing.ts";
 
 export interface QmpEvent {
@@ -54,7 +60,11 @@ export class QmpClient {
     this.greeting = greeting;
   }
 
-  /** Connects, reads the greeting and leaves capabilities negotiation mode. */
+  /**
+   * Connects, reads the greeting and leaves capabilities negotiation mode.
+   * When the greeting does not come at once and another client holds the
+   * socket, fails within about half a second with a `QmpBusyError`.
+   */
   static async connect(
     path: string,
     options: { timeoutMs?: number } = {},
@@ -63,6 +73,10 @@ export class QmpClient {
     try {
       conn = await Deno.connect({ transport: "unix", path });
     } catch (error) {
+      // A full listen backlog: clients are queued behind the one QEMU serves.
+      if (/\(os error 11\)/.test(String((error as Error).message))) {
+        throw new QmpBusyError(path, { cause: error });
+      }
       throw new QmpConnectionError(
         `Cannot connect to QMP socket ${path}: ${(error as Error).message}`,
         {
@@ -77,11 +91,23 @@ export class QmpClient {
       const buf = new Uint8Array(65536);
       let greeting: Record<string, unknown> | undefined;
       const early: Record<string, unknown>[] = [];
+      let reading: Promise<number | null> | undefined;
+      let busyChecks = 0;
       while (greeting === undefined) {
-        const n = await conn.read(buf).catch(() => null);
+        reading ??= conn.read(buf).catch(() => null);
+        const n = await raceDelay(reading, 250);
+        if (n === "waiting") {
+          // Two looks 250 ms apart, so our own just-accepted connection is not taken for another.
+          if (await socketInUse(path) && ++busyChecks >= 2) {
+            throw new QmpBusyError(path);
+          }
+          continue;
+        }
+        reading = undefined;
         if (n === null) {
+          if (await socketInUse(path)) throw new QmpBusyError(path);
           throw new QmpConnectionError(
-            `Cannot connect to QMP socket ${path}: no greeting (another client is connected, or it is not QMP)`,
+            `Cannot connect to QMP socket ${path}: no greeting (it is not QMP, or QEMU does not answer)`,
           );
         }
         const msgs = parser.push(buf.subarray(0, n));
@@ -296,5 +322,23 @@ export class QmpClient {
     }
     this.#pending.clear();
     for (const w of [...this.#waiters]) w.reject(error);
+  }
+}
+
+/** `promise`'s value, or "waiting" when it took longer than `ms`. */
+async function raceDelay<T>(
+  promise: Promise<T>,
+  ms: number,
+): Promise<T | "waiting"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<"waiting">((resolve) => {
+        timer = setTimeout(() => resolve("waiting"), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -19,3 +19,14 @@ export class QmpCommandError extends QmpError {
 export class QmpConnectionError extends QmpError {
   override name = "QmpConnectionError";
 }
+
+/** Another client holds the QMP socket (QEMU serves one at a time). */
+export class QmpBusyError extends QmpConnectionError {
+  override name = "QmpBusyError";
+  constructor(readonly path: string, options?: ErrorOptions) {
+    super(
+      `Cannot connect to QMP socket ${path}: it is in use by another client (QEMU serves one client per QMP socket)`,
+      options,
+    );
+  }
+}

@@ -206,6 +206,12 @@ export class VmaWriter {
           `Cannot store vmstate cluster ${clusterNum}: expected ${dev.nextVmstateCluster} (in order)`,
         );
       }
+      // Readers refuse a stream past its recorded size: never write one.
+      if (clusterNum * VMA_CLUSTER_SIZE >= dev.size) {
+        throw new VmaError(
+          `Cannot store vmstate cluster ${clusterNum}: the stream would be longer than its recorded size (${dev.size} bytes)`,
+        );
+      }
     } else {
       if (clusterNum >= clusterCount(dev.size)) {
         throw new VmaError(

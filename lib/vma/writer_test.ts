@@ -175,6 +175,18 @@ Deno.test("VmaWriter.writeCluster() refuses a cluster twice, out of range, or vm
   await w.finish();
 });
 
+Deno.test("VmaWriter.writeCluster() refuses a vmstate stream longer than its recorded size", async () => {
+  const w = new VmaWriter(new MemorySink());
+  const s = w.addDevice("vmstate", 65536 + 1);
+  await w.start();
+  await w.writeCluster(s, 0, new Uint8Array(65536).fill(1));
+  await w.writeCluster(s, 1, new Uint8Array(1).fill(1));
+  await assert.rejects(
+    w.writeCluster(s, 2, new Uint8Array(1)),
+    /longer than its recorded size \(65537 bytes\)/,
+  );
+});
+
 Deno.test("VmaWriter.writeCluster() stores a cluster of zeros as mask 0", async () => {
   const sink = new MemorySink();
   const w = new VmaWriter(sink);

@@ -81,6 +81,27 @@ export interface SlowBackup {
   child: Deno.ChildProcess;
   /** vmabak's exit code and stderr, once both ends finished. */
   done: Promise<{ code: number; stderr: string }>;
+  /** Resolves once vmabak said the backup's instant is fixed ("backup: started"). */
+  started: Promise<void>;
+}
+
+/** Reads a child's stderr as text; `started` resolves at "backup: started". */
+export function watchStderr(stream: ReadableStream<Uint8Array>): {
+  text: Promise<string>;
+  started: Promise<void>;
+} {
+  let seen: () => void = () => {};
+  const started = new Promise<void>((r) => seen = r);
+  const text = (async () => {
+    let all = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      all += chunk;
+      if (/backup: started/.test(all)) seen();
+    }
+    seen();
+    return all;
+  })();
+  return { text, started };
 }
 
 /** `vmabak ARGS... -o -` piped into a consumer that writes `out` ("-": drops) at `rate` bytes/s. */
@@ -103,14 +124,14 @@ export function spawnSlowBackup(
     stderr: "null",
   }).spawn();
   const piped = child.stdout.pipeTo(reader.stdin).catch(() => {});
-  const err = new Response(child.stderr).text();
+  const err = watchStderr(child.stderr);
   const done = (async () => {
     const status = await child.status;
     await piped;
     await reader.status;
-    return { code: status.code, stderr: await err };
+    return { code: status.code, stderr: await err.text };
   })();
-  return { child, done };
+  return { child, done, started: err.started };
 }
 
 /** Allocated bytes of a file (sparse files: what it really holds). */

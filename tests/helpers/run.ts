@@ -5,6 +5,17 @@ export const FIXTURE =
   new URL("../../../shared/fixtures/proxmox-sample.vma", import.meta.url)
     .pathname;
 
+/** A vzdump backup written by Proxmox's own writer (../shared/fixtures/README.md). */
+export const VZDUMP_FIXTURE = new URL(
+  "../../../shared/fixtures/vzdump-qemu-101-2026_11_30-12_00_00.vma.zst",
+  import.meta.url,
+).pathname;
+/** Proxmox's own `vma` tool (../shared/tools/proxmox-vma/README.md). */
+export const PVE_VMA = new URL(
+  "../../../shared/tools/proxmox-vma/vma",
+  import.meta.url,
+).pathname;
+
 export interface RunResult {
   code: number;
   stdout: Uint8Array;
@@ -92,4 +103,14 @@ export function oneLine(stderr: string): string {
     throw new Error(`expected one error line, got:\n${stderr}`);
   }
   return lines[0]!;
+}
+
+/** Whether Proxmox's `vma` runs here. */
+export async function havePveVma(): Promise<boolean> {
+  try {
+    await Deno.stat(PVE_VMA);
+    return (await run(PVE_VMA, ["list", "/dev/null"])).code !== 127;
+  } catch {
+    return false;
+  }
 }
