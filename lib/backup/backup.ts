@@ -166,14 +166,16 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       index,
       devId: writer.addDevice(disk.name, disk.size),
     }));
-    checkPveArchive(
-      pve.data,
-      planned.map((p) => ({
-        id: p.devId,
-        name: p.disk.name,
-        size: p.disk.size,
-      })),
-    );
+    if (pve.data !== null) {
+      checkPveArchive(
+        pve.data,
+        planned.map((p) => ({
+          id: p.devId,
+          name: p.disk.name,
+          size: p.disk.size,
+        })),
+      );
+    }
     for (const note of pve.notes) {
       options.onNotice?.(`${PVE_CONFIG_NAME}: ${note}`);
     }
