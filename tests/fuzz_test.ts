@@ -205,7 +205,7 @@ async function runInProcess(
   const check = (t: string, line: boolean) => {
     outBytes += t.length;
     // deno-lint-ignore no-control-regex
-    const bad = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/.test(t) ||
+    const bad = /[\x00-\x08\x0b-\x1f\x7f-\x9f]|NaN|undefined/.test(t) ||
       (line && name === "list" && !args.includes("--json") && t.includes("\n"));
     if (bad) violation ??= `${name} printed ${JSON.stringify(t.slice(0, 200))}`;
   };

@@ -5,8 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { MiB, twoDisks, watchStderr } from "./helpers/backup_checks.ts";
 import {
   havePveVma,
+  MAIN,
   oneLine,
   PVE_VMA,
   run,
@@ -21,7 +23,6 @@ import { openArchiveInput } from "../lib/io/input.ts";
 
 const HAVE = await haveQemu();
 const HAVE_VMA = await havePveVma();
-const MiB = 1024 * 1024;
 const UUID = "5a1e0c3d-2b4f-4e6a-8c7d-9e0f1a2b3c4d";
 
 async function header(path: string) {
@@ -348,3 +349,62 @@ Deno.test({
     }
   },
 });
+
+for (
+  const [mode, ext] of [["pull", ".vma"], ["push", ".vma.zst"]] as const
+) {
+  Deno.test({
+    name:
+      `live backup (--mode ${mode}, ${ext}) while the guest writes: Proxmox's vma verify and extract give the disks at backup start`,
+    ignore: !HAVE || !HAVE_VMA,
+    async fn() {
+      const vm = await TestVm.start({ disks: twoDisks() });
+      try {
+        const truth = await vm.snapshotDisks("start");
+        const archive = `${vm.dir}/live${ext}`;
+        const child = new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "-A",
+            MAIN,
+            "backup",
+            "--mode",
+            mode,
+            "--qmp",
+            vm.qmpPath,
+            "--speed",
+            "8M",
+            "-o",
+            archive,
+          ],
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
+        const err = watchStderr(child.stderr);
+        await err.started;
+        // Into clusters not copied yet: the old data must reach the archive.
+        await vm.guestWrite(0, 0x55, 36 * MiB, MiB);
+        await vm.guestWrite(1, 0x66, 22 * MiB, 64 * 1024);
+        const status = await child.status;
+        const stderr = await err.text;
+        assert.equal(status.code, 0, stderr);
+        const now = await vm.snapshotDisks("after");
+        assert.notEqual(
+          (await run("cmp", ["-s", truth[0]!, now[0]!])).code,
+          0,
+          "the guest's writes changed disk 0",
+        );
+        await assertProxmoxExtracts(archive, `${vm.dir}/x`, {
+          drive0: truth[0]!,
+          drive1: truth[1]!,
+        });
+        const v = ext === ".vma"
+          ? await run(PVE_VMA, ["verify", "-v", archive])
+          : await sh(`zstd -q -d -c ${archive} | ${PVE_VMA} verify -v -`);
+        assert.equal(v.code, 0, v.stderr);
+      } finally {
+        await vm.destroy();
+      }
+    },
+  });
+}

@@ -38,6 +38,7 @@ import {
   type ProxmoxBackupOptions,
 } from "../proxmox/backup_config.ts";
 import { checkPveArchive } from "../proxmox/check.ts";
+import { freezeGuest } from "../qga/freeze.ts";
 import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 
 export type BackupMode = "push" | "pull";
@@ -67,8 +68,10 @@ export interface BackupOptions {
   vmstate?: boolean;
   /** How the stored qemu-server.conf names storage and VM id. */
   proxmox?: ProxmoxBackupOptions;
-  /** Told what the stored qemu-server.conf leaves out, before the instant. */
+  /** Told what the stored qemu-server.conf leaves out, or that the guest could not be frozen. */
   onNotice?: (text: string) => void;
+  /** Freeze the guest's file systems through its agent around the instant. */
+  qga?: { path: string; timeoutMs: number; required: boolean };
 }
 
 export interface BackupResult {
@@ -81,6 +84,8 @@ export interface BackupResult {
   pausedMs?: number;
   /** With `vmstate`: the stream's size. */
   vmstate?: { bytes: number };
+  /** With `qga`: file systems the agent froze, and for how long. */
+  frozen?: { filesystems: number; ms: number };
 }
 
 /** The name of the config that describes the VM. */
@@ -147,14 +152,16 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       index,
       devId: writer.addDevice(disk.name, disk.size),
     }));
-    checkPveArchive(
-      pve.data,
-      planned.map((p) => ({
-        id: p.devId,
-        name: p.disk.name,
-        size: p.disk.size,
-      })),
-    );
+    if (pve.data !== null) {
+      checkPveArchive(
+        pve.data,
+        planned.map((p) => ({
+          id: p.devId,
+          name: p.disk.name,
+          size: p.disk.size,
+        })),
+      );
+    }
     for (const note of pve.notes) {
       options.onNotice?.(`${PVE_CONFIG_NAME}: ${note}`);
     }
@@ -193,11 +200,22 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     await writer.start();
 
     // Snapshot: one instant for every disk (and the RAM).
+    const freeze = options.qga
+      ? await freezeGuest(stack, {
+        ...options.qga,
+        onWarning: (text) => options.onNotice?.(text),
+      })
+      : undefined;
+    const frozenAt = performance.now();
     const instant = await fixInstant(ctx, {
       stop: path.needsStop,
       snapshot: () => path.snapshot(),
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
+    await freeze?.thaw();
+    const frozen = freeze && freeze.frozen > 0
+      ? { filesystems: freeze.frozen, ms: performance.now() - frozenAt }
+      : undefined;
     await path.afterInstant();
     options.onStarted?.({ disks: disks.map((d) => d.name), privateDir });
 
@@ -225,6 +243,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       seconds: (performance.now() - started) / 1000,
       ...(instant.pausedMs !== undefined ? { pausedMs: instant.pausedMs } : {}),
       ...(stateBytes !== undefined ? { vmstate: { bytes: stateBytes } } : {}),
+      ...(frozen ? { frozen } : {}),
     };
   } catch (error) {
     failure.fail(error);

@@ -1,6 +1,7 @@
 import { parseCommandArgs } from "./args.ts";
 import type { Command } from "./types.ts";
 import { readConfigFiles, zstdLevelFor } from "./create.ts";
+import { parseQgaArgs, QGA_OPTIONS, QGA_USAGE } from "./backup_qga.ts";
 import {
   parseProxmoxBackupArgs,
   PROXMOX_BACKUP_OPTIONS,
@@ -22,7 +23,7 @@ import { printable } from "../text/escape.ts";
 const USAGE =
   "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode pull|push] [--fleecing-dir DIR] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
   "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json] " +
-  PROXMOX_BACKUP_USAGE;
+  PROXMOX_BACKUP_USAGE + " " + QGA_USAGE;
 
 function parseSize(value: string, what: string): number {
   const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value);
@@ -61,6 +62,7 @@ export const backupCommand: Command = {
       "fleecing-dir": { type: "string" },
       "no-trim": { type: "boolean" },
       ...PROXMOX_BACKUP_OPTIONS,
+      ...QGA_OPTIONS,
     }, { min: 0, max: 0, usage: USAGE });
     if (typeof values.qmp !== "string") {
       throw new UsageError(`--qmp SOCKET is required (usage: ${USAGE})`);
@@ -143,6 +145,7 @@ export const backupCommand: Command = {
         ...(speed !== undefined ? { speed } : {}),
         ...(workers !== undefined ? { maxWorkers: workers } : {}),
         proxmox: pve.proxmox,
+        ...parseQgaArgs(values),
         onNotice: (text) => ctx.stderr.line(`backup: warning: ${text}`),
         onStarted: (info) => {
           if (json) {
@@ -168,6 +171,11 @@ export const backupCommand: Command = {
         }` +
         (result.vmstate
           ? `; VM state ${formatBytes(result.vmstate.bytes)}`
+          : "") +
+        (result.frozen !== undefined
+          ? `, ${result.frozen.filesystems} guest file systems frozen ${
+            result.frozen.ms.toFixed(1)
+          } ms`
           : "") +
         (result.pausedMs !== undefined
           ? `, guest paused ${result.pausedMs.toFixed(1)} ms`

@@ -7,6 +7,7 @@ import { extractCommand } from "./extract.ts";
 import { listCommand } from "./list.ts";
 import { mergeCommand } from "./merge.ts";
 import { restoreCommand } from "./restore.ts";
+import { serveCommand } from "./serve.ts";
 import { resumeCommand } from "./resume.ts";
 import { verifyCommand } from "./verify.ts";
 
@@ -23,6 +24,7 @@ export const COMMANDS: readonly Command[] = [
   extractCommand,
   mergeCommand,
   restoreCommand,
+  serveCommand,
   resumeCommand,
   cleanupCommand,
 ];

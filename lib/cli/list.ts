@@ -11,6 +11,9 @@ const USAGE = "vmabak list ARCHIVE [--json]";
 /** Formats seconds since the epoch like C's ctime(3), in local time, without the newline. */
 export function formatCtime(seconds: number): string {
   const d = new Date(seconds * 1000);
+  if (Number.isNaN(d.getTime())) {
+    return `${seconds} seconds since the epoch (not a date)`;
+  }
   const days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
   const months = [
     "Jan",

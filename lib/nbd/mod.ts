@@ -20,6 +20,7 @@ export {
 export {
   type NbdExport,
   type NbdExportHandler,
+  type NbdListenAddress,
   NbdServer,
   type NbdServerOptions,
 } from "./server.ts";

@@ -161,7 +161,16 @@ export class TestVm {
           await new Promise((r) => setTimeout(r, 50));
         }
       }
-      vm.monitor = await QmpClient.connect(`${dir}/monitor.sock`);
+      // The socket file exists from bind(); a loaded host can still refuse before listen().
+      for (let i = 0;; i++) {
+        try {
+          vm.monitor = await QmpClient.connect(`${dir}/monitor.sock`);
+          break;
+        } catch (error) {
+          if (i >= 50) throw error;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
       if (!options.paused) await vm.monitor.execute("cont");
       return vm;
     } catch (error) {
