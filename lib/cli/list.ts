@@ -82,7 +82,6 @@ export function listJson(h: DecodedVmaHeader): string {
  */
 export function jsonForTerminal(json: string): string {
   return json.replace(
-    // deno-lint-ignore no-control-regex
     /[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
     (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
