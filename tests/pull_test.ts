@@ -219,7 +219,13 @@ Deno.test({
         fl,
       ]);
       assert.equal(none.code, 0, none.stderr);
-      assert.equal(none.text, "");
+      // Nothing removed; only the last backup's tracking bitmaps are listed.
+      assert.doesNotMatch(none.text, /^removed/m);
+      assert.equal(none.text.trimEnd().split("\n").length, 2);
+      assert.match(
+        none.text,
+        /^bitmap drive0 vmabak-[0-9a-f-]{36}: 0 clusters/m,
+      );
       assert.match(none.stderr, /nothing left by vmabak/);
     } finally {
       await vm.destroy();

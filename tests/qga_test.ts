@@ -199,6 +199,49 @@ Deno.test({
 
 Deno.test({
   name:
+    "backup --mode pull --qga: frozen before the guest is stopped for the instant, thawed after it runs again (fake agent)",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 4 * MiB }],
+    });
+    const events: string[] = [];
+    const off = vm.monitor.onEvent((e) => {
+      if (e.event === "STOP" || e.event === "RESUME") events.push(e.event);
+    });
+    const seen: Record<string, string[]> = {};
+    const fake = FakeQga.start(`${vm.dir}/fake.sock`, {
+      freeze: "ok",
+      onCommand: (cmd) => {
+        if (cmd.startsWith("guest-fsfreeze")) seen[cmd] = [...events];
+      },
+    });
+    try {
+      const r = await vmabak([
+        "backup",
+        "--mode",
+        "pull",
+        "--qmp",
+        vm.qmpPath,
+        "--qga",
+        fake.path,
+        "-o",
+        `${vm.dir}/a.vma`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(seen["guest-fsfreeze-freeze"], []);
+      assert.deepEqual(seen["guest-fsfreeze-thaw"], ["STOP", "RESUME"]);
+      assert.match(r.stderr, /1 guest file systems frozen \d+\.\d ms/);
+    } finally {
+      off();
+      await fake.stop();
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
     "backup --qga: a freeze slower than --qga-timeout is thawed once it completes; on with a warning, or fails with --qga-required",
   ignore: !HAVE,
   async fn() {

@@ -1,7 +1,7 @@
 /** Issue 9, item 1 against real QEMU: resume.sh from a hostile (but valid) description runs QEMU, and only QEMU. */
 import assert from "node:assert/strict";
 import { vmabak, withTempDir } from "./helpers/run.ts";
-import { haveQemu } from "./helpers/qemu_vm.ts";
+import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 import { goodDescription } from "../lib/backup/_test_description.ts";
 
@@ -64,6 +64,53 @@ Deno.test({
       }
       for (const where of [dir, target, Deno.cwd()]) {
         await assert.rejects(Deno.lstat(`${where}/PWNED`), where);
+      }
+    });
+  },
+});
+
+const OVMF = "/usr/share/OVMF";
+const HAVE_OVMF = await Deno.stat(`${OVMF}/OVMF_VARS_4M.fd`).then(() => true)
+  .catch(() => false);
+
+Deno.test({
+  name:
+    "restore of a live backup of a VM with a writable firmware flash: the description passes the validator, the flash is restored as a file and named in resume.sh",
+  ignore: !(await haveQemu()) || !HAVE_OVMF,
+  async fn() {
+    await withTempDir(async (dir) => {
+      await Deno.copyFile(`${OVMF}/OVMF_VARS_4M.fd`, `${dir}/vars.fd`);
+      const vm = await TestVm.start({
+        disks: [{ format: "raw", size: 4 << 20 }],
+        paused: true,
+        extraArgs: [
+          "-drive",
+          `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF}/OVMF_CODE_4M.fd`,
+          "-drive",
+          `if=pflash,format=raw,unit=1,file=${dir}/vars.fd`,
+        ],
+      });
+      try {
+        const b = await vmabak([
+          "backup",
+          "--qmp",
+          vm.qmpPath,
+          "-o",
+          `${dir}/x.vma`,
+        ]);
+        assert.equal(b.code, 0, b.stderr);
+        const r = await vmabak(["restore", `${dir}/x.vma`, `${dir}/r`]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(
+          r.text,
+          /^# Not recreated: cfi\.pflash01 system\.flash1, restored as .*\/r\/disk-pflash1\.raw\.$/m,
+        );
+        assert.deepEqual(
+          await Deno.readFile(`${dir}/r/disk-pflash1.raw`),
+          await Deno.readFile(`${dir}/vars.fd`),
+        );
+      } finally {
+        await vm.destroy();
       }
     });
   },

@@ -12,7 +12,11 @@
 import type { ByteSink } from "../io/sink.ts";
 import { makePrivateDir } from "../nbd/private_dir.ts";
 import { QmpClient } from "../qmp/client.ts";
+import type { ClusterSet } from "../chain/cluster_set.ts";
+import { formatUuid, VMA_CLUSTER_SIZE } from "../vma/format.ts";
+import type { VmaHeader } from "../vma/header.ts";
 import { VmaWriter } from "../vma/writer.ts";
+import { planChanges, startIncremental } from "./changes.ts";
 import type { ClusterSink } from "./cluster_assembler.ts";
 import {
   type BackupContext,
@@ -66,6 +70,12 @@ export interface BackupOptions {
   onStarted?: (info: { disks: string[]; privateDir: string }) => void;
   /** Also save RAM and device state (a background snapshot) of the same instant. */
   vmstate?: boolean;
+  /** Leave a dirty bitmap per disk for the next incremental (default true). */
+  track?: boolean;
+  /** An incremental: only what changed since this archive (the chain's last; pull mode). */
+  since?: { label: string; header: VmaHeader };
+  /** With `since`: take a full backup when the bitmaps cannot serve, instead of failing. */
+  orFull?: boolean;
   /** How the stored qemu-server.conf names storage and VM id. */
   proxmox?: ProxmoxBackupOptions;
   /** Told what the stored qemu-server.conf leaves out, or that the guest could not be frozen. */
@@ -84,6 +94,10 @@ export interface BackupResult {
   pausedMs?: number;
   /** With `vmstate`: the stream's size. */
   vmstate?: { bytes: number };
+  /** An incremental: changed clusters per disk name. */
+  incremental?: Record<string, number>;
+  /** Why `since` was not honoured (with `orFull`): this is a full backup. */
+  fullInstead?: string;
   /** With `qga`: file systems the agent froze, and for how long. */
   frozen?: { filesystems: number; ms: number };
 }
@@ -152,14 +166,16 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       index,
       devId: writer.addDevice(disk.name, disk.size),
     }));
-    checkPveArchive(
-      pve.data,
-      planned.map((p) => ({
-        id: p.devId,
-        name: p.disk.name,
-        size: p.disk.size,
-      })),
-    );
+    if (pve.data !== null) {
+      checkPveArchive(
+        pve.data,
+        planned.map((p) => ({
+          id: p.devId,
+          name: p.disk.name,
+          size: p.disk.size,
+        })),
+      );
+    }
     for (const note of pve.notes) {
       options.onNotice?.(`${PVE_CONFIG_NAME}: ${note}`);
     }
@@ -179,6 +195,17 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       failure,
       signal,
     };
+    // Change tracking, and the incremental's base: checked before anything changes.
+    const changes = await planChanges(ctx, {
+      uuid: formatUuid(writer.uuid),
+      track: options.track !== false,
+      ...(options.since !== undefined ? { since: options.since } : {}),
+      orFull: options.orFull === true,
+      mode: options.mode ?? "pull",
+    });
+    const frozenBitmap = changes.since !== undefined
+      ? changes.tracking!.frozenName()
+      : undefined;
     const path: DataPath = options.mode === "push"
       ? new PushPath(ctx, {
         ...(options.speed ? { speed: options.speed } : {}),
@@ -189,13 +216,15 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
         dir: fleecingDir,
         cbwTimeout: options.cbwTimeout ?? 30,
         ...(options.trim === false ? { trim: false } : {}),
+        ...(frozenBitmap !== undefined ? { bitmap: frozenBitmap } : {}),
         ...(options.speed ? { speed: options.speed } : {}),
       });
     const capture = vmstate
       ? await VmstateCapture.prepare(ctx, vmstateId, fleecingDir)
       : undefined;
     await path.prepare();
-    await writer.start();
+    // An incremental's header waits until its clusters are known.
+    if (frozenBitmap === undefined) await writer.start();
 
     // Snapshot: one instant for every disk (and the RAM).
     const freeze = options.qga
@@ -206,8 +235,11 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       : undefined;
     const frozenAt = performance.now();
     const instant = await fixInstant(ctx, {
-      stop: path.needsStop,
-      snapshot: () => path.snapshot(),
+      stop: path.needsStop || changes.tracking !== undefined,
+      snapshot: async () => {
+        await changes.tracking?.atInstant();
+        await path.snapshot();
+      },
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
     await freeze?.thaw();
@@ -215,10 +247,22 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       ? { filesystems: freeze.frozen, ms: performance.now() - frozenAt }
       : undefined;
     await path.afterInstant();
+    let incremental: Record<string, number> | undefined;
+    let total = disks.reduce((a, d) => a + d.size, 0);
+    if (frozenBitmap !== undefined) {
+      const sets = await (path as PullPath).changedClusters();
+      await startIncremental(writer, description, changes.since!.header, sets);
+      incremental = Object.fromEntries(
+        [...sets].map(([name, set]) => [name, set.count]),
+      );
+      total = disks.reduce(
+        (a, d) => a + changedBytes(sets.get(d.name)!, d.size),
+        0,
+      );
+    }
     options.onStarted?.({ disks: disks.map((d) => d.name), privateDir });
 
-    // Copy: every cluster of every disk into the archive.
-    const total = disks.reduce((a, d) => a + d.size, 0);
+    // Copy: every cluster of every disk (an incremental's changed ones) into the archive.
     const progress = () =>
       options.onProgress?.({
         done: path.done,
@@ -232,6 +276,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     // Finalize: the archive's last extent.
     failure.throwIfFailed();
     await writer.finish();
+    changes.tracking?.succeeded();
     progress();
     return {
       description,
@@ -241,6 +286,10 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       seconds: (performance.now() - started) / 1000,
       ...(instant.pausedMs !== undefined ? { pausedMs: instant.pausedMs } : {}),
       ...(stateBytes !== undefined ? { vmstate: { bytes: stateBytes } } : {}),
+      ...(incremental !== undefined ? { incremental } : {}),
+      ...(changes.fullInstead !== undefined
+        ? { fullInstead: changes.fullInstead }
+        : {}),
       ...(frozen ? { frozen } : {}),
     };
   } catch (error) {
@@ -266,4 +315,11 @@ function droppingAfterFailure(
       });
     },
   };
+}
+
+/** Bytes of a disk of `size` bytes that the clusters of `set` cover. */
+function changedBytes(set: ClusterSet, size: number): number {
+  const last = Math.ceil(size / VMA_CLUSTER_SIZE) - 1;
+  return set.count * VMA_CLUSTER_SIZE -
+    (set.has(last) ? (last + 1) * VMA_CLUSTER_SIZE - size : 0);
 }

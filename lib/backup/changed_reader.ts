@@ -11,6 +11,9 @@ import { NbdClient } from "../nbd/client.ts";
 import { NBD_STATE_DIRTY } from "../nbd/format.ts";
 import { clusterCount, VMA_CLUSTER_SIZE } from "../vma/format.ts";
 import type { ClusterSink } from "./cluster_assembler.ts";
+import { NbdRequestError } from "../nbd/errors.ts";
+import { NBD_E } from "../nbd/format.ts";
+import { SnapshotBrokenError } from "./pull_reader.ts";
 
 /** Clusters per read request (1 MiB). */
 const CHUNK_CLUSTERS = 16;
@@ -78,8 +81,27 @@ export interface ReadChangedOptions {
   check?: () => void;
 }
 
-/** Reads the clusters of `set` in order and stores each into the sink. */
+/**
+ * Reads the clusters of `set` in order and stores each into the sink. A
+ * snapshot QEMU broke (EINVAL) becomes a `SnapshotBrokenError`.
+ */
 export async function readChanged(
+  client: NbdClient,
+  disk: ChangedDisk,
+  set: ClusterSet,
+  options: ReadChangedOptions,
+): Promise<void> {
+  try {
+    await readRuns(client, disk, set, options);
+  } catch (error) {
+    if (error instanceof NbdRequestError && error.errno === NBD_E.INVAL) {
+      throw new SnapshotBrokenError(disk.diskName, 0, { cause: error });
+    }
+    throw error;
+  }
+}
+
+async function readRuns(
   client: NbdClient,
   disk: ChangedDisk,
   set: ClusterSet,

@@ -6,7 +6,7 @@
  * every word of the script through `shellQuote`, so no archive content can
  * add a QEMU option or a shell command.
  */
-import { checkVmDescription } from "./description.ts";
+import { checkVmDescription, NOT_RECREATED_TYPES } from "./description.ts";
 import type { VmDescription } from "./inventory.ts";
 import {
   checkQemuId,
@@ -52,6 +52,7 @@ export function resumeArgs(
     ["-qmp", `unix:${opt(`${dir}/qmp.sock`)},server=on,wait=off`],
   ];
   desc.disks.forEach((d, i) => {
+    if (NOT_RECREATED_TYPES.includes(d.deviceType)) return;
     const node = d.node.startsWith("#")
       ? `disk${i}`
       : checkQemuId(d.node, "node name");
@@ -102,6 +103,12 @@ export function resumeScript(
         `# resume it with: vmabak resume --qmp ${printable(`${dir}/qmp.sock`)}`
       : "# No RAM state was saved: the VM boots from its disks.",
     "# Only the disks are recreated; add the VM's other devices as in the original.",
+    ...desc.disks.filter((d) => NOT_RECREATED_TYPES.includes(d.deviceType))
+      .map((d) =>
+        `# Not recreated: ${printable(d.deviceType)} ${
+          printable(d.deviceId)
+        }, restored as ${printable(`${dir}/${diskFile(d.name)}`)}.`
+      ),
     "exec " + lines.join(" \\\n") + ' "$@"',
     "",
   ].join("\n");

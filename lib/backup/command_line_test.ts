@@ -46,3 +46,25 @@ Deno.test("resumeArgs() refuses a description that did not pass the validator", 
     /machine/,
   );
 });
+
+Deno.test("resumeArgs() leaves firmware flash out of the command line and names its file in a comment", () => {
+  const base = goodDescription();
+  const disks = base.disks as Record<string, unknown>[];
+  const desc = checkVmDescription({
+    ...base,
+    disks: [...disks, {
+      ...disks[0],
+      name: "pflash1",
+      node: "#block123",
+      deviceId: "system.flash1",
+      deviceType: "cfi.pflash01",
+      pciAddr: null,
+    }],
+  });
+  const args = resumeArgs(desc, "/r", false).flat();
+  assert.ok(!args.some((a) => a.includes("pflash")), args.join(" "));
+  assert.match(
+    resumeScript(desc, "/r", false),
+    /^# Not recreated: cfi\.pflash01 system\.flash1, restored as \/r\/disk-pflash1\.raw\.$/m,
+  );
+});

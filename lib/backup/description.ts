@@ -30,7 +30,12 @@ export const DISK_DEVICE_TYPES: readonly string[] = [
   "nvme",
   "usb-storage",
   "floppy",
+  // Firmware flash (OVMF variables): restored as a file, not recreated.
+  "cfi.pflash01",
 ];
+
+/** Device types `resume.sh` does not recreate (the file is restored; attach it as in the original). */
+export const NOT_RECREATED_TYPES: readonly string[] = ["cfi.pflash01"];
 
 /** Machine types as QEMU names them (`pc-q35-7.2`, `q35`, `pc`, `microvm`). */
 const MACHINE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;

@@ -172,10 +172,11 @@ export async function startNbdServer(ctx: BackupContext): Promise<string> {
   return path;
 }
 
-/** Exports the snapshot node, writable so that the reader can TRIM what it stored. */
+/** Exports the snapshot node, writable so that the reader can TRIM what it stored; with `bitmap`, that dirty bitmap too. */
 export async function exportSnapshot(
   ctx: BackupContext,
   d: PlannedDisk,
+  bitmap?: string,
 ): Promise<string> {
   const names = fleecingNames(ctx, d.index);
   await ctx.qmp.execute("block-export-add", {
@@ -184,6 +185,11 @@ export async function exportSnapshot(
     "node-name": names.acc,
     name: names.exportName,
     writable: true,
+    // A dirty bitmap of the disk's own node, as `qemu:dirty-bitmap:NAME`
+    // (the {node, name} form: a plain name is not found from `acc`).
+    ...(bitmap !== undefined
+      ? { bitmaps: [{ node: d.disk.node, name: bitmap }] }
+      : {}),
   });
   deferQmp(ctx, () => deleteExport(ctx.qmp, names.exportId));
   return names.exportName;

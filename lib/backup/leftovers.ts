@@ -3,10 +3,12 @@
  * (a SIGKILL, a crash) and removes it in the safe order: jobs, exports, the
  * NBD server, snapshot nodes, devices back onto their original nodes (never
  * onto the node they use already), filters, fleecing and target nodes, their
- * files, and migration settings put back. A leftover of a run that is still
- * alive means another vmabak works on this VM: that is refused.
+ * files, their bitmaps (see bitmaps.ts), and migration settings put back.
+ * A leftover of a run that is still alive means another vmabak works on
+ * this VM: that is refused.
  */
 import type { QmpClient } from "../qmp/client.ts";
+import { cleanDeadRunBitmaps } from "./bitmaps.ts";
 import { deleteExport, moveDevice } from "./fleecing.ts";
 import { cancelJobs, deleteNodes } from "./jobs.ts";
 import { isSettingsMarker, restoreSettings } from "./migration_settings.ts";
@@ -132,6 +134,9 @@ export async function cleanLeftovers(
       if (await removeFile(f)) removed.push(`file ${f}`);
     }
   }
+
+  // Bitmaps of dead runs (their exports are gone, so none is busy now).
+  removed.push(...await cleanDeadRunBitmaps(qmp, options.self?.tag));
 
   const objects = await qmp.execute<{ name: string }[]>("qom-list", {
     path: "/objects",

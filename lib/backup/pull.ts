@@ -15,10 +15,23 @@ import {
   startNbdServer,
 } from "./fleecing.ts";
 import { readDisk, SnapshotBrokenError } from "./pull_reader.ts";
+import type { ClusterSet } from "../chain/cluster_set.ts";
+import type { NbdClient } from "../nbd/client.ts";
+import {
+  changedClusters,
+  type ChangedDisk,
+  connectChanged,
+  readChanged,
+} from "./changed_reader.ts";
 
 export interface PullOptions extends FleecingOptions {
   /** TRIM what was stored (default true; off only to measure). */
   trim?: boolean;
+  /**
+   * An incremental: the frozen dirty bitmap (on each disk's node), exported
+   * with the snapshot; only the clusters it marks are read.
+   */
+  bitmap?: string;
   /** Bytes of disk per second at most, per disk. */
   speed?: number;
 }
@@ -31,6 +44,7 @@ export class PullPath implements DataPath {
   #socket = "";
   #exports: string[] = [];
   #done = 0;
+  #changed: { disk: ChangedDisk; client: NbdClient; set: ClusterSet }[] = [];
 
   constructor(ctx: BackupContext, options: PullOptions) {
     this.#ctx = ctx;
@@ -53,7 +67,9 @@ export class PullPath implements DataPath {
     }
     this.#socket = await startNbdServer(this.#ctx);
     for (const d of this.#ctx.disks) {
-      this.#exports.push(await exportSnapshot(this.#ctx, d));
+      this.#exports.push(
+        await exportSnapshot(this.#ctx, d, this.#options.bitmap),
+      );
     }
   }
 
@@ -61,11 +77,49 @@ export class PullPath implements DataPath {
     return Promise.resolve();
   }
 
+  /** An incremental's clusters, per disk name (after the instant, before `copy`). */
+  async changedClusters(): Promise<Map<string, ClusterSet>> {
+    const ctx = this.#ctx;
+    const out = new Map<string, ClusterSet>();
+    for (const d of ctx.disks) {
+      const disk: ChangedDisk = {
+        socketPath: this.#socket,
+        exportName: this.#exports[d.index]!,
+        diskName: d.disk.name,
+        size: d.disk.size,
+        bitmap: this.#options.bitmap!,
+      };
+      const client = await connectChanged(disk);
+      ctx.stack.defer(() => client.close().catch(() => {}));
+      const set = await changedClusters(client, disk);
+      this.#changed.push({ disk, client, set });
+      out.set(d.disk.name, set);
+    }
+    return out;
+  }
+
   async copy(onProgress: () => void): Promise<void> {
     const ctx = this.#ctx;
     let last = 0;
     for (const d of ctx.disks) {
       try {
+        const changed = this.#changed[d.index];
+        if (changed !== undefined) {
+          await readChanged(changed.client, changed.disk, changed.set, {
+            devId: d.devId,
+            sink: ctx.writer,
+            ...(this.#options.trim === false ? { trim: false } : {}),
+            onStored: (n) => {
+              this.#done += n;
+              onProgress();
+            },
+            check: () => {
+              ctx.failure.throwIfFailed();
+              if (ctx.qmp.error) throw ctx.qmp.error;
+            },
+          });
+          continue;
+        }
         await readDisk({
           socketPath: this.#socket,
           exportName: this.#exports[d.index]!,

@@ -19,10 +19,11 @@ import {
   renderLine,
 } from "../backup/progress.ts";
 import { printable } from "../text/escape.ts";
+import { readArchiveHeader } from "./archive.ts";
 
 const USAGE =
   "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode pull|push] [--fleecing-dir DIR] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
-  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--json] " +
+  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--since PREV [--or-full]] [--no-track] [--json] " +
   PROXMOX_BACKUP_USAGE + " " + QGA_USAGE;
 
 function parseSize(value: string, what: string): number {
@@ -59,6 +60,9 @@ export const backupCommand: Command = {
       vmstate: { type: "boolean" },
       zstd: { type: "string" },
       mode: { type: "string" },
+      since: { type: "string" },
+      "or-full": { type: "boolean" },
+      "no-track": { type: "boolean" },
       "fleecing-dir": { type: "string" },
       "no-trim": { type: "boolean" },
       ...PROXMOX_BACKUP_OPTIONS,
@@ -86,6 +90,19 @@ export const backupCommand: Command = {
     ) {
       throw new UsageError("--max-workers must be an integer from 1 to 64");
     }
+    if (values["or-full"] === true && typeof values.since !== "string") {
+      throw new UsageError("--or-full goes with --since PREV");
+    }
+    if (values.since === "-") {
+      throw new UsageError("--since needs an archive file, not -");
+    }
+    // The base's uuid comes from its header, read before anything is written.
+    const since = typeof values.since === "string"
+      ? {
+        label: values.since,
+        header: await readArchiveHeader(values.since, ctx),
+      }
+      : undefined;
     const configs = await readConfigFiles(
       (values.config as string[] | undefined) ?? [],
     );
@@ -138,6 +155,9 @@ export const backupCommand: Command = {
         onProgress,
         vmstate: values.vmstate === true,
         mode,
+        ...(since !== undefined ? { since } : {}),
+        ...(values["or-full"] === true ? { orFull: true } : {}),
+        ...(values["no-track"] === true ? { track: false } : {}),
         ...(values["no-trim"] === true ? { trim: false } : {}),
         ...(typeof values["fleecing-dir"] === "string"
           ? { fleecingDir: values["fleecing-dir"] }
@@ -162,6 +182,13 @@ export const backupCommand: Command = {
       await output.commit();
       committed = true;
       if (tty) ctx.stderr.text("\n");
+      if (result.fullInstead !== undefined && !json) {
+        ctx.stderr.line(
+          `backup: ${
+            result.fullInstead.replace(/; take a full backup.*$/, "")
+          }: took a full backup instead (--or-full)`,
+        );
+      }
       const summary =
         `backup: done, ${formatBytes(result.bytes)} of disks in ${
           result.seconds.toFixed(1)
@@ -179,6 +206,13 @@ export const backupCommand: Command = {
           : "") +
         (result.pausedMs !== undefined
           ? `, guest paused ${result.pausedMs.toFixed(1)} ms`
+          : "") +
+        (result.incremental !== undefined
+          ? `; incremental since ${printable(since!.label)}: ${
+            Object.entries(result.incremental).map(([d, n]) =>
+              `${printable(d)} ${n} clusters`
+            ).join(", ")
+          } changed`
           : "");
       ctx.stderr.line(
         json

@@ -17,10 +17,10 @@ export interface ProxmoxBackupOptions {
 }
 
 export interface ProxmoxBackupConfig {
-  /** The config to add to the archive; null when the user gave one. */
+  /** The config to add to the archive; null when the user gave one (or none could be made). */
   generated: Uint8Array | null;
-  /** The config the archive will hold (generated or the user's). */
-  data: Uint8Array;
+  /** The config the archive will hold, to check against its devices; null: none. */
+  data: Uint8Array | null;
   notes: string[];
 }
 
@@ -37,11 +37,24 @@ export async function proxmoxBackupConfig(
     return { generated: null, data: user.data, notes: [] };
   }
   const facts = await gatherFacts(qmp);
-  const g = generatePveConfig(
-    facts,
-    disks.map((d) => ({ name: d.name, node: d.node, size: d.size })),
-    { storage: options.storage ?? null, vmid: options.vmid ?? 100 },
-  );
-  const data = encoder.encode(g.text);
-  return { generated: data, data, notes: g.notes };
+  try {
+    const g = generatePveConfig(
+      facts,
+      disks.map((d) => ({ name: d.name, node: d.node, size: d.size })),
+      { storage: options.storage ?? null, vmid: options.vmid ?? 100 },
+    );
+    const data = encoder.encode(g.text);
+    return { generated: data, data, notes: g.notes };
+  } catch (error) {
+    // The backup matters more than its Proxmox description.
+    return {
+      generated: null,
+      data: null,
+      notes: [
+        `not stored: ${
+          (error as Error).message
+        }; Proxmox cannot import this archive`,
+      ],
+    };
+  }
 }

@@ -198,9 +198,7 @@ export function generatePveConfig(
     const key = driveKey(b, slots, notes);
     if (key === null) {
       throw new Error(
-        `Cannot describe the VM for Proxmox: no free drive slot for ${
-          printable(b.device || b.deviceType)
-        }`,
+        `no free Proxmox drive slot for ${printable(b.device || b.deviceType)}`,
       );
     }
     if (key.startsWith("scsi") && b.bus !== null) {
@@ -221,9 +219,7 @@ export function generatePveConfig(
   for (const d of disks) {
     if (!maps.some((m) => m.device === d.name)) {
       throw new Error(
-        `Cannot describe the VM for Proxmox: disk ${
-          printable(d.name)
-        } has no guest device`,
+        `disk ${printable(d.name)} has no guest device`,
       );
     }
   }

@@ -315,3 +315,16 @@ Deno.test("generatePveConfig(): what Proxmox cannot hold is left out with a note
   assert.equal(g.notes.length, 5, g.notes.join("\n"));
   assertRestorable(g.text, archived("a"));
 });
+
+Deno.test("generatePveConfig(): more disks than Proxmox has slots for is an error (the backup then stores no config)", () => {
+  const nodes = Array.from({ length: 17 }, (_, i) => `d${i}`);
+  assert.throws(
+    () =>
+      generatePveConfig(
+        vm({ blocks: nodes.map((n) => disk(n, "virtio-blk-pci", pci)) }),
+        archived(...nodes),
+        opts,
+      ),
+    /no free Proxmox drive slot/,
+  );
+});

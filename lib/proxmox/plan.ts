@@ -38,6 +38,9 @@ const NO_EFFECT: Record<string, RegExp> = {
   kvm: /^1$/,
 };
 
+/** Keys whose values are not printed (cloud-init credentials). */
+const SECRET_KEYS = new Set(["cipassword", "sshkeys"]);
+
 /** Builds the plan of the VM from its config and what the archive holds. */
 export function planVm(config: PveConfig, archive: ArchiveFacts): VmPlan {
   const unmapped = new Unmapped();
@@ -90,7 +93,11 @@ export function planVm(config: PveConfig, archive: ArchiveFacts): VmPlan {
     }
   }
   for (const e of config.entries.values()) {
-    if (!used.has(e.key)) unmapped.add(e.key, e.value);
+    if (used.has(e.key)) continue;
+    unmapped.add(
+      e.key,
+      SECRET_KEYS.has(e.key) ? "cloud-init secret, not shown" : e.value,
+    );
   }
   for (const s of config.sections) unmapped.add(`[${s}]`, "section ignored");
   for (const c of archive.configs) {

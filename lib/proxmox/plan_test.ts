@@ -174,7 +174,7 @@ Deno.test("planVm() lists keys and options it cannot map, printable", () => {
   const p = plan(
     "args: -device evil,x=1\nhostpci0: 0000:01:00.0\ntpmstate0: local:vm-1-disk-9,version=v2.0\n" +
       "net0: virtio=52:54:00:00:00:01,bridge=vmbr0;touch /tmp/x,tag=5\nscsi0: local:vm-1-disk-0,aio=io_uring\n" +
-      "cpu: custom-foo\nname: not_a_dns_name\ndescrip: caf\u00e9\n#qmdump#map:scsi0:drive-scsi0:::\n[snap1]\nmemory: 8\n",
+      "cpu: custom-foo\nname: not_a_dns_name\ndescrip: caf\u00e9\ncipassword: $5$secret\n#qmdump#map:scsi0:drive-scsi0:::\n[snap1]\nmemory: 8\n",
     [{ name: "drive-scsi0", size: 1 << 20 }, { name: "extra", size: 512 }],
   );
   assert.deepEqual(p.unmapped, [
@@ -188,6 +188,7 @@ Deno.test("planVm() lists keys and options it cannot map, printable", () => {
     "hostpci0: 0000:01:00.0",
     "tpmstate0: local:vm-1-disk-9,version=v2.0",
     "descrip: caf\u00e9",
+    "cipassword: cloud-init secret, not shown",
     "[snap1]: section ignored",
   ]);
   const a = proxmoxArgs(p, "/r", null).flat().join(" ");

@@ -1,0 +1,321 @@
+/**
+ * Live incremental backups against real QEMU (guest writes through the
+ * virtio device): chains restore each instant byte for byte on raw and
+ * qcow2 disks, merge equals a full backup and Proxmox's vma accepts it,
+ * failed incrementals lose nothing, persistent bitmaps survive a clean
+ * restart of QEMU, raw ones are refused afterwards (or --or-full).
+ */
+import assert from "node:assert/strict";
+import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { oneLine, run, vmabak } from "./helpers/run.ts";
+import {
+  assertArchiveEquals,
+  assertVmClean,
+  MiB,
+  spawnSlowBackup,
+} from "./helpers/backup_checks.ts";
+
+const HAVE = await haveQemu();
+const PVE_VMA = new URL("../../shared/tools/proxmox-vma/vma", import.meta.url)
+  .pathname;
+const HAVE_PVE = await Deno.stat(PVE_VMA).then((s) => s.isFile, () => false);
+const KiB = 1024;
+
+function disks() {
+  return [
+    {
+      format: "raw" as const,
+      size: 12 * MiB + 512,
+      fill: ["write -P 0x11 0 2M", "write -P 0x12 9M 1M"],
+    },
+    {
+      format: "qcow2" as const,
+      size: 8 * MiB,
+      fill: ["write -P 0x21 0 1M"],
+    },
+  ];
+}
+
+/**
+ * The disks now: `stop` flushes QEMU's caches (qcow2 metadata included) so
+ * that `qemu-img convert -U` reads what the guest sees.
+ */
+async function truthNow(vm: TestVm, suffix: string): Promise<string[]> {
+  await vm.monitor.execute("stop");
+  try {
+    return await vm.snapshotDisks(suffix);
+  } finally {
+    await vm.monitor.execute("cont");
+  }
+}
+
+async function backup(vm: TestVm, out: string, ...extra: string[]) {
+  return await vmabak(["backup", "--qmp", vm.qmpPath, "-o", out, ...extra]);
+}
+
+async function mustBackup(vm: TestVm, out: string, ...extra: string[]) {
+  const r = await backup(vm, out, ...extra);
+  assert.equal(r.code, 0, r.stderr);
+  return r;
+}
+
+async function info(archive: string) {
+  const r = await vmabak(["list", "--json", archive]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.text) as {
+    uuid: string;
+    incremental: { index: number; base: string; full: string } | null;
+    devices: { name: string; changedClusters?: number }[];
+  };
+}
+
+async function changed(archive: string): Promise<number[]> {
+  return (await info(archive)).devices.map((d) => d.changedClusters ?? -1);
+}
+
+/** vmabak's bitmaps as "node name", sorted. */
+async function bitmaps(vm: TestVm): Promise<string[]> {
+  const nodes = await vm.monitor.execute<
+    { "node-name": string; "dirty-bitmaps"?: { name?: string }[] }[]
+  >("query-named-block-nodes");
+  const out = new Set<string>();
+  for (const n of nodes) {
+    for (const b of n["dirty-bitmaps"] ?? []) {
+      if (b.name?.startsWith("vmabak-")) out.add(`${n["node-name"]} ${b.name}`);
+    }
+  }
+  return [...out].sort();
+}
+
+function tracking(vm: TestVm, uuid: string, disks = vm.disks.length) {
+  return vm.disks.slice(0, disks).map((d) => `${d.node} vmabak-${uuid}`)
+    .sort();
+}
+
+/** `extract LAST --base ... DIR` and compare with the truth. */
+async function assertChainEquals(
+  chain: string[],
+  truth: string[],
+  names: string[],
+) {
+  const [last, ...bases] = [...chain].reverse();
+  const out = `${last}.chain`;
+  const x = await vmabak([
+    "extract",
+    last!,
+    ...bases.flatMap((b) => ["--base", b]),
+    out,
+  ]);
+  assert.equal(x.code, 0, x.stderr);
+  for (const [i, t] of truth.entries()) {
+    const r = await run("cmp", [t, `${out}/disk-${names[i]}.raw`]);
+    assert.equal(r.code, 0, `${last} disk ${names[i]}: ${r.text}${r.stderr}`);
+  }
+  await Deno.remove(out, { recursive: true });
+}
+
+Deno.test({
+  name:
+    "a full and three incrementals restore each instant of a raw and a qcow2 disk; merge equals a full backup and Proxmox's vma accepts it",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: disks() });
+    const names = ["drive0", "drive1"];
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      const truth = [await truthNow(vm, "0")];
+      await mustBackup(vm, a("full.vma"));
+      const u0 = (await info(a("full.vma"))).uuid;
+      assert.deepEqual(await bitmaps(vm), tracking(vm, u0));
+
+      await vm.guestWrite(0, 0x31, 1 * MiB, 64 * KiB); // cluster 16
+      await vm.guestWrite(0, 0x32, 5 * MiB + 4096, 8192); // cluster 80
+      await vm.guestWrite(1, 0x41, 2 * MiB, 128 * KiB); // clusters 32, 33
+      truth.push(await truthNow(vm, "1"));
+      await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      const i1 = await info(a("inc1.vma"));
+      assert.deepEqual(i1.incremental, { index: 1, base: u0, full: u0 });
+      assert.deepEqual(await changed(a("inc1.vma")), [2, 2]);
+      assert.deepEqual(await bitmaps(vm), tracking(vm, i1.uuid));
+
+      await vm.guestWrite(0, 0x33, 1 * MiB, 4096); // cluster 16 again
+      await vm.guestWrite(0, 0x34, 10 * MiB, MiB); // clusters 160..175
+      await vm.guestWrite(1, 0x42, 7 * MiB, 64 * KiB); // cluster 112
+      truth.push(await truthNow(vm, "2"));
+      await mustBackup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
+      assert.deepEqual(await changed(a("inc2.vma")), [17, 1]);
+
+      // No writes: an incremental that holds no cluster.
+      truth.push(truth[2]!);
+      await mustBackup(vm, a("inc3.vma"), "--since", a("inc2.vma"));
+      assert.deepEqual(await changed(a("inc3.vma")), [0, 0]);
+      assert.equal((await info(a("inc3.vma"))).incremental?.index, 3);
+
+      const chain = ["full.vma", "inc1.vma", "inc2.vma", "inc3.vma"].map(a);
+      for (let n = 1; n <= 3; n++) {
+        const v = await vmabak(["verify", chain[n]!]);
+        assert.equal(v.code, 0, v.stderr);
+        await assertChainEquals(chain.slice(0, n + 1), truth[n]!, names);
+      }
+      await assertArchiveEquals(a("full.vma"), truth[0]!, names);
+
+      const m = await vmabak(["merge", ...chain, "-o", a("m.vma")]);
+      assert.equal(m.code, 0, m.stderr);
+      await assertArchiveEquals(a("m.vma"), truth[3]!, names);
+      // A full backup at the same instant holds the same disks.
+      await mustBackup(vm, a("full2.vma"), "--no-track");
+      for (const x of ["m.vma", "full2.vma"]) {
+        assert.equal((await vmabak(["extract", a(x), a(`${x}.d`)])).code, 0);
+      }
+      for (const n of names) {
+        const r = await run("cmp", [
+          a(`m.vma.d/disk-${n}.raw`),
+          a(`full2.vma.d/disk-${n}.raw`),
+        ]);
+        assert.equal(r.code, 0, r.text);
+      }
+      if (HAVE_PVE) {
+        const v = await run(PVE_VMA, ["verify", a("m.vma")]);
+        assert.equal(v.code, 0, v.stderr);
+        const x = await run(PVE_VMA, ["extract", a("m.vma"), a("pve")]);
+        assert.equal(x.code, 0, x.stderr);
+        for (const [i, n] of names.entries()) {
+          const r = await run("cmp", [truth[3]![i]!, a(`pve/disk-${n}.raw`)]);
+          assert.equal(r.code, 0, r.text);
+        }
+      }
+      // --no-track left no bitmap; inc3's carries on.
+      const i3 = await info(a("inc3.vma"));
+      assert.deepEqual(await bitmaps(vm), tracking(vm, i3.uuid));
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a failed incremental (SIGTERM, and SIGKILL then cleanup) loses no change: the next one carries all since the last good archive",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 24 * MiB }, {
+        format: "qcow2",
+        size: 8 * MiB,
+      }],
+    });
+    const names = ["drive0", "drive1"];
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      const u0 = (await info(a("full.vma"))).uuid;
+
+      // SIGTERM while the incremental trickles out at 1 MB/s.
+      await vm.guestWrite(0, 0x51, 0, 8 * MiB); // clusters 0..127
+      const term = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--since", a("full.vma")],
+        1_000_000,
+        "-",
+      );
+      await new Promise((r) => setTimeout(r, 2500));
+      term.child.kill("SIGTERM");
+      const t = await term.done;
+      assert.equal(t.code, 1, t.stderr);
+      assert.deepEqual(await bitmaps(vm), tracking(vm, u0));
+      await vm.guestWrite(1, 0x52, MiB, 64 * KiB); // cluster 16
+      const truth1 = await truthNow(vm, "1");
+      await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      assert.deepEqual(await changed(a("inc1.vma")), [128, 1]);
+      await assertChainEquals([a("full.vma"), a("inc1.vma")], truth1, names);
+      const u1 = (await info(a("inc1.vma"))).uuid;
+
+      // SIGKILL: the run's frozen and new bitmaps stay until a cleanup.
+      await vm.guestWrite(0, 0x53, 16 * MiB, 8 * MiB); // clusters 256..383
+      const kill = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--since", a("inc1.vma")],
+        1_000_000,
+        "-",
+      );
+      await new Promise((r) => setTimeout(r, 2500));
+      kill.child.kill("SIGKILL");
+      await kill.done;
+      assert.ok((await bitmaps(vm)).length > 2, "the killed run left bitmaps");
+      const c = await vmabak(["cleanup", "--qmp", vm.qmpPath]);
+      assert.equal(c.code, 0, c.stderr);
+      assert.deepEqual(await bitmaps(vm), tracking(vm, u1));
+      await vm.guestWrite(1, 0x54, 2 * MiB, 4096); // cluster 32
+      const truth2 = await truthNow(vm, "2");
+      await mustBackup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
+      assert.deepEqual(await changed(a("inc2.vma")), [128, 1]);
+      await assertChainEquals(
+        [a("full.vma"), a("inc1.vma"), a("inc2.vma")],
+        truth2,
+        names,
+      );
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "QEMU restarted cleanly: a qcow2 disk's persistent bitmap carries on; a raw disk's is gone, refused unless --or-full",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "qcow2", size: 8 * MiB, fill: ["write -P 1 0 1M"] }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      await vm.guestWrite(0, 0x61, 3 * MiB, 64 * KiB);
+      await vm.restart();
+      await vm.guestWrite(0, 0x62, 5 * MiB, 64 * KiB);
+      const truth = await truthNow(vm, "1");
+      await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      assert.deepEqual(await changed(a("inc1.vma")), [2]);
+      await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
+        "drive0",
+      ]);
+    } finally {
+      await vm.destroy();
+    }
+
+    const raw = await TestVm.start({
+      disks: [{ format: "raw", size: 8 * MiB, fill: ["write -P 2 0 1M"] }],
+    });
+    try {
+      const a = (n: string) => `${raw.dir}/${n}`;
+      await mustBackup(raw, a("full.vma"));
+      await raw.guestWrite(0, 0x71, 3 * MiB, 64 * KiB);
+      await raw.restart();
+      const r = await backup(raw, a("inc1.vma"), "--since", a("full.vma"));
+      assert.equal(r.code, 1);
+      assert.match(
+        oneLine(r.stderr),
+        /Cannot back up incrementally since .*full\.vma: disk drive0 has no bitmap vmabak-.*take a full backup.*--or-full/,
+      );
+      assert.ok(
+        ![...Deno.readDirSync(raw.dir)].some((e) => e.name.startsWith("inc1")),
+      );
+      const truth = await truthNow(raw, "1");
+      const f = await mustBackup(
+        raw,
+        a("inc1.vma"),
+        "--since",
+        a("full.vma"),
+        "--or-full",
+      );
+      assert.match(f.stderr, /full backup instead/);
+      assert.equal((await info(a("inc1.vma"))).incremental, null);
+      await assertArchiveEquals(a("inc1.vma"), truth, ["drive0"]);
+      const u = (await info(a("inc1.vma"))).uuid;
+      assert.deepEqual(await bitmaps(raw), tracking(raw, u));
+    } finally {
+      await raw.destroy();
+    }
+  },
+});
