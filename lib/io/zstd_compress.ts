@@ -70,14 +70,17 @@ self.onmessage = (event) => {
   const { id, buffer, length, level } = event.data;
   try {
     const out = zstdCompressSync(new Uint8Array(buffer, 0, length), {
+      chunkSize: length + (length >> 7) + 65536,
       params: {
         [constants.ZSTD_c_compressionLevel]: level,
         [constants.ZSTD_c_checksumFlag]: 1,
       },
     });
-    const frame = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength
-      ? out
-      : out.slice();
+    const whole = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
+    // A copy (Buffer.prototype.slice would share the big buffer).
+    const frame = whole ? out : Uint8Array.prototype.slice.call(out);
+    // Free the output buffer now: V8 collects external memory late.
+    if (!whole && out.buffer.byteLength >= 65536) out.buffer.transfer(0);
     self.postMessage({ id, frame, buffer }, [frame.buffer, buffer]);
   } catch (error) {
     self.postMessage({ id, error: String(error && error.message || error), buffer }, [buffer]);
