@@ -319,3 +319,45 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "guest writes during an incremental (to changed clusters not read yet and to clean ones) stay out of it and go into the next",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 32 * MiB, fill: ["write -P 3 0 32M"] }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      await vm.guestWrite(0, 0x81, 0, 8 * MiB); // clusters 0..127
+      const truth1 = await truthNow(vm, "1");
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--since", a("full.vma")],
+        2_000_000,
+        a("inc1.vma"),
+      );
+      await b.started;
+      await vm.guestWrite(0, 0x82, 8 * MiB - 64 * KiB, 64 * KiB); // changed, read last
+      await vm.guestWrite(0, 0x83, 20 * MiB, 64 * KiB); // clean, trimmed
+      const r = await b.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await changed(a("inc1.vma")), [128]);
+      await assertChainEquals([a("full.vma"), a("inc1.vma")], truth1, [
+        "drive0",
+      ]);
+      const truth2 = await truthNow(vm, "2");
+      await mustBackup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
+      assert.deepEqual(await changed(a("inc2.vma")), [2]);
+      await assertChainEquals(
+        [a("full.vma"), a("inc1.vma"), a("inc2.vma")],
+        truth2,
+        ["drive0"],
+      );
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
