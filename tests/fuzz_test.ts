@@ -109,7 +109,20 @@ function mutate(seed: Uint8Array, rnd: SeededRandom): Uint8Array {
         a[at]! ^= 1 << rnd.int(8);
         break;
       case 1:
-        a[at] = rnd.pick([0, 0xff, 0x7f, 0x80, 0x0a, 0x1b, 0x2f, rnd.int(256)]);
+        if (rnd.next() < 0.3 && at + 1 < a.length) {
+          a.set(rnd.pick([[0xc2, 0x9b], [0xe2, 0x80]]), at); // C1 CSI, U+20xx
+        } else {
+          a[at] = rnd.pick([
+            0,
+            0xff,
+            0x7f,
+            0x80,
+            0x0a,
+            0x1b,
+            0x2f,
+            rnd.int(256),
+          ]);
+        }
         break;
       case 2: { // a u64 or u32 of a hostile value
         const dv = new DataView(a.buffer);

@@ -72,7 +72,7 @@ export async function changedClusters(
 export interface ReadChangedOptions {
   devId: number;
   sink: ClusterSink;
-  /** Requests in flight (default 8). */
+  /** Read requests in flight (default 32: changed clusters are often single). */
   readAhead?: number;
   /** TRIM the clean part first and each chunk once stored (default true). */
   trim?: boolean;
@@ -124,17 +124,26 @@ async function readRuns(
       c * VMA_CLUSTER_SIZE,
       Math.min((c + n) * VMA_CLUSTER_SIZE, disk.size) - c * VMA_CLUSTER_SIZE,
     ] as const;
+  // TRIMs are sent without waiting for each reply (at most 64 in flight).
+  const trims = new Set<Promise<void>>();
+  const sendTrim = async (offset: number, length: number) => {
+    const t = client.trim(offset, length);
+    trims.add(t);
+    t.catch(() => {}).finally(() => trims.delete(t));
+    if (trims.size >= 64) await Promise.race(trims);
+  };
   if (trim) {
-    for (const [c, n] of clean) await client.trim(...bytes(c, n));
+    for (const [c, n] of clean) await sendTrim(...bytes(c, n));
   }
-  const readAhead = options.readAhead ?? 8;
+  const readAhead = options.readAhead ?? 32;
   const pool: Uint8Array[] = [];
   const pending: Promise<Uint8Array>[] = [];
   let next = 0;
   const launch = () => {
     const [c, n] = chunks[next++]!;
     const [offset, length] = bytes(c, n);
-    const buf = pool.pop() ?? new Uint8Array(CHUNK_CLUSTERS * VMA_CLUSTER_SIZE);
+    const buf = (n === CHUNK_CLUSTERS ? pool.pop() : undefined) ??
+      new Uint8Array(n * VMA_CLUSTER_SIZE);
     const p = client.read(offset, buf.subarray(0, length)).then(() => buf);
     p.catch(() => {});
     pending.push(p);
@@ -153,9 +162,10 @@ async function readRuns(
         buf.subarray(from, Math.min(from + VMA_CLUSTER_SIZE, length)),
       );
     }
-    pool.push(buf);
+    if (n === CHUNK_CLUSTERS) pool.push(buf);
     if (next < chunks.length) launch();
     options.onStored?.(length);
-    if (trim) await client.trim(offset, length);
+    if (trim) await sendTrim(offset, length);
   }
+  await Promise.all(trims);
 }

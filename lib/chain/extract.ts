@@ -1,6 +1,10 @@
-import { type ExtractResult, ExtractTarget } from "../vma/extract.ts";
+import {
+  extractArchive,
+  type ExtractResult,
+  ExtractTarget,
+} from "../vma/extract.ts";
 import type { VmaReader } from "../vma/reader.ts";
-import type { ChainLink } from "./chain.ts";
+import { type ChainLink, checkChain } from "./chain.ts";
 import { replayChain } from "./replay.ts";
 
 /**
@@ -14,6 +18,11 @@ export async function extractChain(
   dir: string,
   options: { signal?: AbortSignal } = {},
 ): Promise<ExtractResult> {
+  if (readers.length === 1) {
+    // A lone full archive: extent by extent, one write per run of blocks.
+    checkChain(links);
+    return await extractArchive(readers[0]!, dir, options);
+  }
   const target = await ExtractTarget.create(links[0]!.header, dir);
   try {
     await replayChain(readers, links, (c) => target.write(c), options);

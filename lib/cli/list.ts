@@ -61,7 +61,7 @@ export function listLines(h: DecodedVmaHeader): string[] {
 
 /** `list --json`: names as JSON strings, sizes as exact JSON integers. */
 export function listJson(h: DecodedVmaHeader): string {
-  return JSON.stringify(
+  return jsonForTerminal(JSON.stringify(
     listObject(h),
     (_key, value) =>
       typeof value === "bigint"
@@ -72,6 +72,18 @@ export function listJson(h: DecodedVmaHeader): string {
           )
         : value,
     2,
+  ));
+}
+
+/**
+ * JSON text with the characters JSON.stringify leaves raw but a terminal
+ * may act on (DEL, C1 controls, line separators, bidi overrides) written as
+ * `\uXXXX` escapes: the same JSON value, safe to print.
+ */
+export function jsonForTerminal(json: string): string {
+  return json.replace(
+    /[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
   );
 }
 

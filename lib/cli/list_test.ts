@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatCtime } from "./list.ts";
+import { formatCtime, jsonForTerminal } from "./list.ts";
 
 Deno.test("formatCtime() prints an out-of-range archive time as a number, never NaN", () => {
   assert.match(
@@ -11,4 +11,11 @@ Deno.test("formatCtime() prints an out-of-range archive time as a number, never 
     assert.doesNotMatch(s, /NaN|undefined/);
     assert.match(s, /seconds since the epoch \(not a date\)$/);
   }
+});
+
+Deno.test("jsonForTerminal() escapes DEL, C1 controls and bidi overrides; the JSON value is unchanged", () => {
+  const value = { name: "a\x7fb\x9bc\u202ed\u2028e" };
+  const text = jsonForTerminal(JSON.stringify(value));
+  assert.equal(text, '{"name":"a\\u007fb\\u009bc\\u202ed\\u2028e"}');
+  assert.deepEqual(JSON.parse(text), value);
 });
