@@ -262,7 +262,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "QEMU restarted cleanly: a qcow2 disk's persistent bitmap carries on; a raw disk's is gone, refused unless --or-full",
+    "QEMU restarted cleanly: a qcow2 disk's persistent bitmap carries on (after a crash it is refused); a raw disk's is gone, refused unless --or-full",
   ignore: !HAVE,
   async fn() {
     const vm = await TestVm.start({
@@ -280,6 +280,25 @@ Deno.test({
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
         "drive0",
       ]);
+      // Stored by a clean restart, then QEMU killed: the bitmap it had
+      // loaded is inconsistent, and refused.
+      await vm.restart();
+      vm.kill();
+      await vm.restart();
+      const crashed = await backup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
+      assert.equal(crashed.code, 1);
+      assert.match(
+        oneLine(crashed.stderr),
+        /since .*inc1\.vma: bitmap vmabak-\S+ of disk drive0 is inconsistent.*take a full backup/,
+      );
+      await mustBackup(
+        vm,
+        a("inc2.vma"),
+        "--since",
+        a("inc1.vma"),
+        "--or-full",
+      );
+      assert.equal((await info(a("inc2.vma"))).incremental, null);
     } finally {
       await vm.destroy();
     }

@@ -180,7 +180,13 @@ function checkSince(
     if (b === undefined) {
       throw refuse(
         disk.name,
-        `disk ${disk.name} has no bitmap ${name} (QEMU restarted with a disk that cannot keep it, such as raw, or ${since.label} is not this VM's last archive of the chain)`,
+        `disk ${disk.name} has no bitmap ${name} (QEMU restarted with a disk that cannot keep it, such as raw, or crashed before storing it, or ${since.label} is not this VM's last archive of the chain)`,
+      );
+    }
+    if (b.inconsistent) {
+      throw refuse(
+        disk.name,
+        `bitmap ${name} of disk ${disk.name} is inconsistent (QEMU stopped without storing it, e.g. it crashed)`,
       );
     }
     if (!b.recording || b.busy) {
