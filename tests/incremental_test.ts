@@ -374,6 +374,19 @@ Deno.test({
         truth2,
         ["drive0"],
       );
+      // --speed paces the changed data too: 4 MiB at 2 MiB/s take >= 1.5 s.
+      await vm.guestWrite(0, 0x84, 12 * MiB, 4 * MiB);
+      const t0 = performance.now();
+      await mustBackup(
+        vm,
+        a("inc3.vma"),
+        "--since",
+        a("inc2.vma"),
+        "--speed",
+        "2M",
+      );
+      assert.ok(performance.now() - t0 >= 1500, "--speed slowed the read");
+      assert.deepEqual(await changed(a("inc3.vma")), [64]);
       await assertVmClean(vm);
     } finally {
       await vm.destroy();

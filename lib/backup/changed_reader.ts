@@ -77,6 +77,8 @@ export interface ReadChangedOptions {
   /** TRIM the clean part first and each chunk once stored (default true). */
   trim?: boolean;
   onStored?: (bytes: number) => void;
+  /** Bytes of changed data per second at most. */
+  speed?: number;
   /** Throws to stop. */
   check?: () => void;
 }
@@ -149,6 +151,8 @@ async function readRuns(
     pending.push(p);
   };
   while (next < chunks.length && pending.length < readAhead) launch();
+  const started = performance.now();
+  let stored = 0;
   for (let i = 0; i < chunks.length; i++) {
     options.check?.();
     const buf = await pending.shift()!;
@@ -165,6 +169,12 @@ async function readRuns(
     if (n === CHUNK_CLUSTERS) pool.push(buf);
     if (next < chunks.length) launch();
     options.onStored?.(length);
+    stored += length;
+    if (options.speed) {
+      const wait = started + (stored / options.speed) * 1000 -
+        performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
     if (trim) await sendTrim(offset, length);
   }
   await Promise.all(trims);
