@@ -393,3 +393,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "an incremental with --vmstate: merge carries its RAM state, the chain's extract and the merged archive's agree",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 8 * MiB, fill: ["write -P 5 0 1M"] }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      await vm.guestWrite(0, 0x91, 2 * MiB, 64 * KiB);
+      await mustBackup(
+        vm,
+        a("inc1.vma"),
+        "--since",
+        a("full.vma"),
+        "--vmstate",
+      );
+      assert.deepEqual(await changed(a("inc1.vma")), [1, -1]);
+      const m = await vmabak([
+        "merge",
+        a("full.vma"),
+        a("inc1.vma"),
+        "-o",
+        a("m.vma"),
+      ]);
+      assert.equal(m.code, 0, m.stderr);
+      const x1 = await vmabak([
+        "extract",
+        a("inc1.vma"),
+        "--base",
+        a("full.vma"),
+        a("c"),
+      ]);
+      assert.equal(x1.code, 0, x1.stderr);
+      const x2 = await vmabak(["extract", a("m.vma"), a("m")]);
+      assert.equal(x2.code, 0, x2.stderr);
+      for (const f of ["vmstate.bin", "disk-drive0.raw"]) {
+        const r = await run("cmp", [a(`c/${f}`), a(`m/${f}`)]);
+        assert.equal(r.code, 0, `${f}: ${r.text}`);
+      }
+      assert.ok((await Deno.stat(a("m/vmstate.bin"))).size > 64 * KiB);
+      if (HAVE_PVE) {
+        const v = await run(PVE_VMA, ["verify", a("m.vma")]);
+        assert.equal(v.code, 0, v.stderr);
+      }
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
