@@ -446,3 +446,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a push-mode full leaves tracking bitmaps too (added with the guest stopped); --since it works, --mode push --since is refused",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "qcow2", size: 8 * MiB, fill: ["write -P 6 0 2M"] }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"), "--mode", "push");
+      const u0 = (await info(a("full.vma"))).uuid;
+      assert.deepEqual(await bitmaps(vm), tracking(vm, u0));
+      await vm.guestWrite(0, 0xa1, 6 * MiB, 64 * KiB);
+      const truth = await truthNow(vm, "1");
+      const p = await backup(
+        vm,
+        a("x.vma"),
+        "--mode",
+        "push",
+        "--since",
+        a("full.vma"),
+      );
+      assert.equal(p.code, 1);
+      assert.match(oneLine(p.stderr), /--mode push.*--mode pull/);
+      await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      assert.deepEqual(await changed(a("inc1.vma")), [1]);
+      await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
+        "drive0",
+      ]);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
