@@ -477,6 +477,9 @@ Deno.test({
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
         "drive0",
       ]);
+      // A new full starts another chain; the old one's bitmap is named.
+      const f2 = await mustBackup(vm, a("full2.vma"));
+      assert.match(f2.stderr, /track changes since 1 other archive.*cleanup/);
       await assertVmClean(vm);
     } finally {
       await vm.destroy();
