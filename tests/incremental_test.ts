@@ -486,3 +486,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a disk resized since PREV is refused with one line; --or-full takes a full",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 8 * MiB }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      await vm.monitor.execute("block_resize", {
+        "node-name": vm.disks[0]!.node,
+        size: 16 * MiB,
+      });
+      const r = await backup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      assert.equal(r.code, 1);
+      assert.match(
+        oneLine(r.stderr),
+        /disk drive0 has 16777216 bytes now, 8388608 then \(resized\); take a full backup/,
+      );
+      await mustBackup(
+        vm,
+        a("inc1.vma"),
+        "--since",
+        a("full.vma"),
+        "--or-full",
+      );
+      const i = await info(a("inc1.vma"));
+      assert.equal(i.incremental, null);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
