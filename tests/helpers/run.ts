@@ -1,4 +1,5 @@
 /** Runs vmabak (main.ts, or the file in VMABAK_ENTRY) and external tools as subprocesses, for tests. */
+import assert from "node:assert/strict";
 
 export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 export const FIXTURE =
@@ -113,4 +114,10 @@ export async function havePveVma(): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** `qemu-img ARGS...`, asserted to succeed. */
+export async function qemuImg(args: string[]): Promise<void> {
+  const r = await run("qemu-img", args);
+  assert.equal(r.code, 0, r.stderr);
 }
