@@ -60,6 +60,23 @@ export function vmabak(
   return run(Deno.execPath(), ["run", "-A", MAIN, ...args], options);
 }
 
+/** `deno run -A main.ts ARGS...` as a child process; stdin, stdout and stderr as given (default "null"). */
+export function spawnVmabak(
+  args: string[],
+  stdio: {
+    stdin?: "piped" | "null";
+    stdout?: "piped" | "null";
+    stderr?: "piped" | "null";
+  } = {},
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: stdio.stdin ?? "null",
+    stdout: stdio.stdout ?? "null",
+    stderr: stdio.stderr ?? "null",
+  }).spawn();
+}
+
 /** A bash pipeline; `$VMABAK` expands to the vmabak command. */
 export function sh(script: string, cwd?: string): Promise<RunResult> {
   return run("bash", [
