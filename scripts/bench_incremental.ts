@@ -10,7 +10,7 @@
  */
 import { writeIncremental } from "../tests/helpers/incremental.ts";
 import { best, MAIN, mbps, table, writeMixedImage } from "./bench_util.ts";
-import { benchLiveIncremental } from "./bench_incremental_live.ts";
+import { benchLiveIncremental } from "./_bench_incremental_live.ts";
 
 const SIZE = Number(Deno.env.get("BENCH_INC_BYTES") ?? 2 * 1024 ** 3);
 const CLUSTER = 65536;

@@ -262,7 +262,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "QEMU restarted cleanly: a qcow2 disk's persistent bitmap carries on; a raw disk's is gone, refused unless --or-full",
+    "QEMU restarted cleanly: a qcow2 disk's persistent bitmap carries on (after a crash it is refused); a raw disk's is gone, refused unless --or-full",
   ignore: !HAVE,
   async fn() {
     const vm = await TestVm.start({
@@ -280,6 +280,25 @@ Deno.test({
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
         "drive0",
       ]);
+      // Stored by a clean restart, then QEMU killed: the bitmap it had
+      // loaded is inconsistent, and refused.
+      await vm.restart();
+      vm.kill();
+      await vm.restart();
+      const crashed = await backup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
+      assert.equal(crashed.code, 1);
+      assert.match(
+        oneLine(crashed.stderr),
+        /since .*inc1\.vma: bitmap vmabak-\S+ of disk drive0 is inconsistent.*take a full backup/,
+      );
+      await mustBackup(
+        vm,
+        a("inc2.vma"),
+        "--since",
+        a("inc1.vma"),
+        "--or-full",
+      );
+      assert.equal((await info(a("inc2.vma"))).incremental, null);
     } finally {
       await vm.destroy();
     }
@@ -316,6 +335,191 @@ Deno.test({
       assert.deepEqual(await bitmaps(raw), tracking(raw, u));
     } finally {
       await raw.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "guest writes during an incremental (to changed clusters not read yet and to clean ones) stay out of it and go into the next",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 32 * MiB, fill: ["write -P 3 0 32M"] }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      await vm.guestWrite(0, 0x81, 0, 8 * MiB); // clusters 0..127
+      const truth1 = await truthNow(vm, "1");
+      const b = spawnSlowBackup(
+        ["backup", "--qmp", vm.qmpPath, "--since", a("full.vma")],
+        2_000_000,
+        a("inc1.vma"),
+      );
+      await b.started;
+      await vm.guestWrite(0, 0x82, 8 * MiB - 64 * KiB, 64 * KiB); // changed, read last
+      await vm.guestWrite(0, 0x83, 20 * MiB, 64 * KiB); // clean, trimmed
+      const r = await b.done;
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await changed(a("inc1.vma")), [128]);
+      await assertChainEquals([a("full.vma"), a("inc1.vma")], truth1, [
+        "drive0",
+      ]);
+      const truth2 = await truthNow(vm, "2");
+      await mustBackup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
+      assert.deepEqual(await changed(a("inc2.vma")), [2]);
+      await assertChainEquals(
+        [a("full.vma"), a("inc1.vma"), a("inc2.vma")],
+        truth2,
+        ["drive0"],
+      );
+      // --speed paces the changed data too: 4 MiB at 2 MiB/s take >= 1.5 s.
+      await vm.guestWrite(0, 0x84, 12 * MiB, 4 * MiB);
+      const t0 = performance.now();
+      await mustBackup(
+        vm,
+        a("inc3.vma"),
+        "--since",
+        a("inc2.vma"),
+        "--speed",
+        "2M",
+      );
+      assert.ok(performance.now() - t0 >= 1500, "--speed slowed the read");
+      assert.deepEqual(await changed(a("inc3.vma")), [64]);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "an incremental with --vmstate: merge carries its RAM state, the chain's extract and the merged archive's agree",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 8 * MiB, fill: ["write -P 5 0 1M"] }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      await vm.guestWrite(0, 0x91, 2 * MiB, 64 * KiB);
+      await mustBackup(
+        vm,
+        a("inc1.vma"),
+        "--since",
+        a("full.vma"),
+        "--vmstate",
+      );
+      assert.deepEqual(await changed(a("inc1.vma")), [1, -1]);
+      const m = await vmabak([
+        "merge",
+        a("full.vma"),
+        a("inc1.vma"),
+        "-o",
+        a("m.vma"),
+      ]);
+      assert.equal(m.code, 0, m.stderr);
+      const x1 = await vmabak([
+        "extract",
+        a("inc1.vma"),
+        "--base",
+        a("full.vma"),
+        a("c"),
+      ]);
+      assert.equal(x1.code, 0, x1.stderr);
+      const x2 = await vmabak(["extract", a("m.vma"), a("m")]);
+      assert.equal(x2.code, 0, x2.stderr);
+      for (const f of ["vmstate.bin", "disk-drive0.raw"]) {
+        const r = await run("cmp", [a(`c/${f}`), a(`m/${f}`)]);
+        assert.equal(r.code, 0, `${f}: ${r.text}`);
+      }
+      assert.ok((await Deno.stat(a("m/vmstate.bin"))).size > 64 * KiB);
+      if (HAVE_PVE) {
+        const v = await run(PVE_VMA, ["verify", a("m.vma")]);
+        assert.equal(v.code, 0, v.stderr);
+      }
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a push-mode full leaves tracking bitmaps too (added with the guest stopped); --since it works, --mode push --since is refused",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "qcow2", size: 8 * MiB, fill: ["write -P 6 0 2M"] }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"), "--mode", "push");
+      const u0 = (await info(a("full.vma"))).uuid;
+      assert.deepEqual(await bitmaps(vm), tracking(vm, u0));
+      await vm.guestWrite(0, 0xa1, 6 * MiB, 64 * KiB);
+      const truth = await truthNow(vm, "1");
+      const p = await backup(
+        vm,
+        a("x.vma"),
+        "--mode",
+        "push",
+        "--since",
+        a("full.vma"),
+      );
+      assert.equal(p.code, 1);
+      assert.match(oneLine(p.stderr), /--mode push.*--mode pull/);
+      await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      assert.deepEqual(await changed(a("inc1.vma")), [1]);
+      await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
+        "drive0",
+      ]);
+      // A new full starts another chain; the old one's bitmap is named.
+      const f2 = await mustBackup(vm, a("full2.vma"));
+      assert.match(f2.stderr, /track changes since 1 other archive.*cleanup/);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a disk resized since PREV is refused with one line; --or-full takes a full",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 8 * MiB }],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      await mustBackup(vm, a("full.vma"));
+      await vm.monitor.execute("block_resize", {
+        "node-name": vm.disks[0]!.node,
+        size: 16 * MiB,
+      });
+      const r = await backup(vm, a("inc1.vma"), "--since", a("full.vma"));
+      assert.equal(r.code, 1);
+      assert.match(
+        oneLine(r.stderr),
+        /disk drive0 has 16777216 bytes now, 8388608 then \(resized\); take a full backup/,
+      );
+      await mustBackup(
+        vm,
+        a("inc1.vma"),
+        "--since",
+        a("full.vma"),
+        "--or-full",
+      );
+      const i = await info(a("inc1.vma"));
+      assert.equal(i.incremental, null);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
     }
   },
 });

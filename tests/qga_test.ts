@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { FakeQga } from "./helpers/fake_qga.ts";
-import { haveTool, MAIN, oneLine, vmabak } from "./helpers/run.ts";
+import { haveTool, oneLine, spawnVmabak, vmabak } from "./helpers/run.ts";
 import { QgaClient } from "../lib/qga/client.ts";
 
 const HAVE = await haveQemu();
@@ -323,22 +323,15 @@ Deno.test({
       },
     });
     try {
-      child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          MAIN,
-          "backup",
-          "--qmp",
-          vm.qmpPath,
-          "--qga",
-          fake.path,
-          "-o",
-          `${vm.dir}/a.vma`,
-        ],
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
+      child = spawnVmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "--qga",
+        fake.path,
+        "-o",
+        `${vm.dir}/a.vma`,
+      ], { stderr: "piped" });
       const out = await child.output();
       assert.equal(out.code, 1);
       assert.match(

@@ -277,6 +277,12 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     failure.throwIfFailed();
     await writer.finish();
     changes.tracking?.succeeded();
+    const older = changes.tracking?.track ? changes.tracking.others.length : 0;
+    if (older > 0) {
+      options.onNotice?.(
+        `the disks also track changes since ${older} other archive(s) (other chains; each bitmap costs the guest's writes a little): vmabak cleanup lists and removes them`,
+      );
+    }
     progress();
     return {
       description,

@@ -20,6 +20,8 @@ export interface BitmapInfo {
   persistent: boolean;
   recording: boolean;
   busy: boolean;
+  /** A persistent bitmap QEMU did not store cleanly (it crashed): unusable. */
+  inconsistent: boolean;
 }
 
 const UUID = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
@@ -50,6 +52,7 @@ interface NodeBitmaps {
     persistent: boolean;
     recording: boolean;
     busy: boolean;
+    inconsistent?: boolean;
   }[];
 }
 
@@ -75,6 +78,7 @@ export async function listVmabakBitmaps(
         persistent: b.persistent,
         recording: b.recording,
         busy: b.busy,
+        inconsistent: b.inconsistent === true,
       });
     }
   }

@@ -72,11 +72,13 @@ export async function changedClusters(
 export interface ReadChangedOptions {
   devId: number;
   sink: ClusterSink;
-  /** Requests in flight (default 8). */
+  /** Read requests in flight (default 32: changed clusters are often single). */
   readAhead?: number;
   /** TRIM the clean part first and each chunk once stored (default true). */
   trim?: boolean;
   onStored?: (bytes: number) => void;
+  /** Bytes of changed data per second at most. */
+  speed?: number;
   /** Throws to stop. */
   check?: () => void;
 }
@@ -124,22 +126,33 @@ async function readRuns(
       c * VMA_CLUSTER_SIZE,
       Math.min((c + n) * VMA_CLUSTER_SIZE, disk.size) - c * VMA_CLUSTER_SIZE,
     ] as const;
+  // TRIMs are sent without waiting for each reply (at most 64 in flight).
+  const trims = new Set<Promise<void>>();
+  const sendTrim = async (offset: number, length: number) => {
+    const t = client.trim(offset, length);
+    trims.add(t);
+    t.catch(() => {}).finally(() => trims.delete(t));
+    if (trims.size >= 64) await Promise.race(trims);
+  };
   if (trim) {
-    for (const [c, n] of clean) await client.trim(...bytes(c, n));
+    for (const [c, n] of clean) await sendTrim(...bytes(c, n));
   }
-  const readAhead = options.readAhead ?? 8;
+  const readAhead = options.readAhead ?? 32;
   const pool: Uint8Array[] = [];
   const pending: Promise<Uint8Array>[] = [];
   let next = 0;
   const launch = () => {
     const [c, n] = chunks[next++]!;
     const [offset, length] = bytes(c, n);
-    const buf = pool.pop() ?? new Uint8Array(CHUNK_CLUSTERS * VMA_CLUSTER_SIZE);
+    const buf = (n === CHUNK_CLUSTERS ? pool.pop() : undefined) ??
+      new Uint8Array(n * VMA_CLUSTER_SIZE);
     const p = client.read(offset, buf.subarray(0, length)).then(() => buf);
     p.catch(() => {});
     pending.push(p);
   };
   while (next < chunks.length && pending.length < readAhead) launch();
+  const started = performance.now();
+  let stored = 0;
   for (let i = 0; i < chunks.length; i++) {
     options.check?.();
     const buf = await pending.shift()!;
@@ -153,9 +166,16 @@ async function readRuns(
         buf.subarray(from, Math.min(from + VMA_CLUSTER_SIZE, length)),
       );
     }
-    pool.push(buf);
+    if (n === CHUNK_CLUSTERS) pool.push(buf);
     if (next < chunks.length) launch();
     options.onStored?.(length);
-    if (trim) await client.trim(offset, length);
+    stored += length;
+    if (options.speed) {
+      const wait = started + (stored / options.speed) * 1000 -
+        performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
+    if (trim) await sendTrim(offset, length);
   }
+  await Promise.all(trims);
 }

@@ -109,6 +109,7 @@ export class PullPath implements DataPath {
             devId: d.devId,
             sink: ctx.writer,
             ...(this.#options.trim === false ? { trim: false } : {}),
+            ...(this.#options.speed ? { speed: this.#options.speed } : {}),
             onStored: (n) => {
               this.#done += n;
               onProgress();

@@ -20,6 +20,7 @@ import {
   frozenBitmapName,
   listVmabakBitmaps,
   removeBitmap,
+  trackedArchive,
   trackingBitmapName,
 } from "./bitmaps.ts";
 import { type BackupContext, deferQmp } from "./context.ts";
@@ -53,6 +54,8 @@ export class Tracking {
   /** uuid of the base archive, when incremental. */
   readonly since: string | undefined;
   readonly uuid: string;
+  /** Other archives whose tracking bitmaps the VM's disks carry (older chains). */
+  others: string[] = [];
   #ctx: Ctx;
   #succeeded = false;
 
@@ -70,10 +73,19 @@ export class Tracking {
    */
   static async prepare(ctx: Ctx, options: TrackingOptions): Promise<Tracking> {
     const tracking = new Tracking(ctx, options);
+    const bitmaps = await listVmabakBitmaps(ctx.qmp);
     if (options.since !== undefined) {
-      const bitmaps = await listVmabakBitmaps(ctx.qmp);
       checkSince(ctx, options.since, bitmaps);
     }
+    const nodes = new Set(ctx.disks.map((d) => d.disk.node));
+    tracking.others = [
+      ...new Set(
+        bitmaps.filter((b) => nodes.has(b.node)).map((b) =>
+          trackedArchive(b.name)
+        )
+          .filter((u): u is string => u !== undefined && u !== tracking.since),
+      ),
+    ];
     return tracking;
   }
 
@@ -180,7 +192,13 @@ function checkSince(
     if (b === undefined) {
       throw refuse(
         disk.name,
-        `disk ${disk.name} has no bitmap ${name} (QEMU restarted with a disk that cannot keep it, such as raw, or ${since.label} is not this VM's last archive of the chain)`,
+        `disk ${disk.name} has no bitmap ${name} (QEMU restarted with a disk that cannot keep it, such as raw, or crashed before storing it, or ${since.label} is not this VM's last archive of the chain)`,
+      );
+    }
+    if (b.inconsistent) {
+      throw refuse(
+        disk.name,
+        `bitmap ${name} of disk ${disk.name} is inconsistent (QEMU stopped without storing it, e.g. it crashed)`,
       );
     }
     if (!b.recording || b.busy) {

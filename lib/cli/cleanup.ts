@@ -23,7 +23,7 @@ export function bitmapLine(b: BitmapInfo): string {
     archive ? ` since archive ${archive}` : ""
   }, ${b.persistent ? "persistent" : "in memory"}${
     b.recording ? "" : ", not recording"
-  }${b.busy ? ", busy" : ""}`;
+  }${b.busy ? ", busy" : ""}${b.inconsistent ? ", inconsistent" : ""}`;
 }
 
 export const cleanupCommand: Command = {

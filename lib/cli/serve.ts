@@ -5,7 +5,8 @@ import type { NbdListenAddress } from "../nbd/server.ts";
 import { startServe } from "../serve/serve.ts";
 import { printable } from "../text/escape.ts";
 
-const USAGE = "vmabak serve ARCHIVE (--socket PATH | --tcp [HOST:]PORT)";
+const USAGE =
+  "vmabak serve ARCHIVE [--base PREV]... (--socket PATH | --tcp [HOST:]PORT)";
 
 export const serveCommand: Command = {
   name: "serve",
@@ -16,13 +17,17 @@ export const serveCommand: Command = {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       socket: { type: "string" },
       tcp: { type: "string" },
+      base: { type: "string", multiple: true },
     }, { min: 1, max: 1, usage: USAGE });
     const listen = parseListen(values.socket, values.tcp);
     const archive = positionals[0]!;
-    const { server, index, exports, indexMs } = await startServe(
+    const { server, index, bases, exports, indexMs } = await startServe(
       archive,
       listen,
-      { signal: ctx.signal },
+      {
+        signal: ctx.signal,
+        bases: (values.base as string[] | undefined) ?? [],
+      },
     );
     try {
       ctx.stderr.line(
@@ -58,6 +63,7 @@ export const serveCommand: Command = {
     } finally {
       await server.close();
       index.source.close();
+      for (const b of bases) b.source.close();
     }
   },
 };

@@ -13,6 +13,8 @@ export interface ArchiveOutput extends ByteSink {
 export interface ArchiveOutputOptions {
   /** Compress with zstd at this level (independent ~4 MiB frames). */
   zstd?: number;
+  /** Compression Workers (default 2). */
+  zstdWorkers?: number;
 }
 
 /**
@@ -30,7 +32,11 @@ export async function openArchiveOutput(
 ): Promise<ArchiveOutput> {
   const raw = await openRawOutput(path, stdout);
   if (options.zstd === undefined) return raw;
-  const compressed = zstdSink(raw, options.zstd);
+  const compressed = zstdSink(
+    raw,
+    options.zstd,
+    options.zstdWorkers === undefined ? {} : { workers: options.zstdWorkers },
+  );
   return {
     path,
     write: (chunk) => compressed.write(chunk),

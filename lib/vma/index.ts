@@ -133,11 +133,18 @@ const EXTENT_CACHE = 1024;
  */
 export async function indexArchive(
   source: RandomAccess,
-  options: { signal?: AbortSignal } = {},
+  options: {
+    signal?: AbortSignal;
+    /** Disks that hold only some clusters (an incremental): their bits, from the header. */
+    expected?: (header: DecodedVmaHeader) => Map<number, Uint8Array>;
+  } = {},
 ): Promise<ArchiveIndex> {
   const header = await readHeader(source);
   const checker = new ExtentChecker(header);
   checker.checkReadable();
+  for (const [devId, bits] of options.expected?.(header) ?? []) {
+    checker.expectClusters(devId, bits);
+  }
   const maps = new Map<number, ClusterMap>(
     header.devices.map((d) => [d.id, new ClusterMap(clusterCount(d.size))]),
   );
