@@ -112,12 +112,14 @@ try {
         qemu:
           "nbdcopy -- [ qemu-nbd -r -f raw out/disk-drive-scsi0.raw ] null:",
         serve: `nbdcopy 'nbd+unix:///drive-scsi0?socket=${dir}/v.sock' null:`,
+        zserve: `nbdcopy 'nbd+unix:///drive-scsi0?socket=${dir}/z.sock' null:`,
       },
       dir,
-      () => sh("cat x.vma out/disk-drive-scsi0.raw > /dev/null"),
+      () => sh("cat x.vma x.vma.zst out/disk-drive-scsi0.raw > /dev/null"),
     );
   } finally {
     served.rss = await served.stop();
+    zserved.rss = await zserved.stop();
   }
   await writeSparseArchive(`${dir}/sparse.vma`);
   const sparse = await startServe(`${dir}/sparse.vma`, `${dir}/s.sock`);
