@@ -172,3 +172,65 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "extract --format qcow2 writes 0600 qcow2 images equal to the raw extract, holes unallocated, vmstate skipped",
+  ignore: !ready,
+  async fn() {
+    await withTempDir(async (dir) => {
+      await Deno.writeFile(`${dir}/a.raw`, image(5));
+      await Deno.writeFile(`${dir}/vs.bin`, new Uint8Array(70_000).fill(9));
+      const c = await vmabak([
+        "create",
+        `${dir}/x.vma`,
+        `drive-scsi0=${dir}/a.raw`,
+        `vmstate=${dir}/vs.bin`,
+      ]);
+      assert.equal(c.code, 0, c.stderr);
+      const q = await vmabak([
+        "extract",
+        `${dir}/x.vma`,
+        `${dir}/q`,
+        "--format",
+        "qcow2",
+      ]);
+      assert.equal(q.code, 0, q.stderr);
+      assert.match(q.stderr, /skipped vmstate/);
+      const file = `${dir}/q/disk-drive-scsi0.qcow2`;
+      assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+      const cmp = await run("qemu-img", [
+        "compare",
+        "-f",
+        "qcow2",
+        "-F",
+        "raw",
+        file,
+        `${dir}/a.raw`,
+      ]);
+      assert.equal(cmp.code, 0, cmp.text + cmp.stderr);
+      const map = await run("qemu-img", [
+        "map",
+        "--output=json",
+        "-f",
+        "qcow2",
+        file,
+      ]);
+      const allocated =
+        (JSON.parse(map.text) as { length: number; data: boolean }[])
+          .filter((e) => e.data).reduce((a, e) => a + e.length, 0);
+      assert.ok(
+        allocated < (await Deno.stat(`${dir}/a.raw`)).size,
+        `${allocated} bytes allocated`,
+      );
+      const bad = await vmabak([
+        "extract",
+        `${dir}/x.vma`,
+        `${dir}/r`,
+        "--format",
+        "vmdk",
+      ]);
+      assert.equal(bad.code, 2);
+    });
+  },
+});
