@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { haveQemu, migrationCapsOn, TestVm } from "./helpers/qemu_vm.ts";
 import {
   bootCounterSector,
   COUNTER_RAM_ADDRESS,
@@ -18,13 +18,6 @@ async function ramCounter(qmp: QmpClient): Promise<number> {
     "command-line": `xp /1wx ${COUNTER_RAM_ADDRESS}`,
   });
   return parseInt(out.split(":")[1]!.trim(), 16);
-}
-
-async function capsOn(qmp: QmpClient): Promise<string[]> {
-  const caps = await qmp.execute<{ capability: string; state: boolean }[]>(
-    "query-migrate-capabilities",
-  );
-  return caps.filter((c) => c.state).map((c) => c.capability);
 }
 
 /** A VM running the counter guest: RAM and disk each hold a counter. */
@@ -74,7 +67,7 @@ for (const mode of ["pull", "push"]) {
       const vm = await counterVm();
       let restored: Awaited<ReturnType<typeof resumeRestored>> | undefined;
       try {
-        const capsBefore = await capsOn(vm.monitor);
+        const capsBefore = await migrationCapsOn(vm.monitor);
         // Disk 1 changes only through the guest writes below: its truth is known.
         const truth1 = (await vm.snapshotDisks("start"))[1]!;
         const child = spawnVmabak([
@@ -100,7 +93,7 @@ for (const mode of ["pull", "push"]) {
         assert.match(b.stderr, /VM state .*guest paused \d+(\.\d+)? ms/);
         // The source VM: running, capabilities as before, nothing of vmabak's left.
         assert.equal(await vm.status(), "running");
-        assert.deepEqual(await capsOn(vm.monitor), capsBefore);
+        assert.deepEqual(await migrationCapsOn(vm.monitor), capsBefore);
         assert.deepEqual(await vm.monitor.execute("query-block-jobs"), []);
         const before = await ramCounter(vm.monitor);
         await new Promise((r) => setTimeout(r, 200));
@@ -217,7 +210,7 @@ Deno.test({
         /^vmabak backup: Cannot save the VM state: .*back up without --vmstate$/,
       );
       assert.equal(await vm.status(), "running");
-      assert.deepEqual(await capsOn(vm.monitor), ["postcopy-ram"]);
+      assert.deepEqual(await migrationCapsOn(vm.monitor), ["postcopy-ram"]);
       assert.deepEqual(
         [...Deno.readDirSync(vm.dir)].filter((e) =>
           e.name.startsWith("vm.vma")
