@@ -5,13 +5,13 @@ import {
   COUNTER_RAM_ADDRESS,
   diskCounter,
 } from "./helpers/boot_sector.ts";
-import { run, sh, spawnVmabak, vmabak } from "./helpers/run.ts";
-import { watchStderr } from "./helpers/backup_checks.ts";
+import { assertSameRaw, sh, spawnVmabak, vmabak } from "./helpers/run.ts";
+import { MiB, watchStderr } from "./helpers/backup_checks.ts";
+import { startRestored } from "./helpers/restored_vm.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 import { VmaReader } from "../lib/vma/reader.ts";
 
 const HAVE = await haveQemu();
-const MiB = 1024 * 1024;
 
 async function ramCounter(qmp: QmpClient): Promise<number> {
   const out = await qmp.execute<string>("human-monitor-command", {
@@ -49,17 +49,7 @@ async function counterVm(): Promise<TestVm> {
 
 /** Starts resume.sh, lets `vmabak resume` continue it; returns the QMP client and the RAM counter at load. */
 async function resumeRestored(dir: string) {
-  const qemu = new Deno.Command("sh", {
-    args: [`${dir}/resume.sh`],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let qmp: QmpClient | undefined;
-  for (let i = 0; i < 100 && qmp === undefined; i++) {
-    qmp = await QmpClient.connect(`${dir}/qmp.sock`).catch(() => undefined);
-    if (qmp === undefined) await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.ok(qmp, "the restored QEMU opened its QMP socket");
+  const { qmp, stop } = await startRestored(dir);
   for (let i = 0; i < 200; i++) {
     if (
       (await qmp.execute<{ status: string }>("query-status")).status !==
@@ -72,7 +62,7 @@ async function resumeRestored(dir: string) {
     "paused",
   );
   const ramAtLoad = await ramCounter(qmp);
-  return { qemu, qmp, ramAtLoad };
+  return { stop, qmp, ramAtLoad };
 }
 
 for (const mode of ["pull", "push"]) {
@@ -138,19 +128,10 @@ for (const mode of ["pull", "push"]) {
         ]);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.text, /-incoming/);
-        const cmp = await run("qemu-img", [
-          "compare",
-          "-f",
-          "raw",
-          "-F",
-          "raw",
+        await assertSameRaw(
           truth1,
           `${vm.dir}/restored/disk-drive1.raw`,
-        ]);
-        assert.equal(
-          cmp.code,
-          0,
-          `disk 1 equals its state at backup start: ${cmp.text}`,
+          "disk 1 equals its state at backup start",
         );
         const disk = await Deno.readFile(`${vm.dir}/restored/disk-drive0.raw`);
         const diskAtBackup = diskCounter(disk);
@@ -181,8 +162,7 @@ for (const mode of ["pull", "push"]) {
       } finally {
         if (restored) {
           await restored.qmp.close();
-          restored.qemu.kill("SIGKILL");
-          await restored.qemu.output();
+          await restored.stop();
         }
         await vm.destroy();
       }

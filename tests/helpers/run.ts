@@ -138,3 +138,14 @@ export async function qemuImg(args: string[]): Promise<void> {
   const r = await run("qemu-img", args);
   assert.equal(r.code, 0, r.stderr);
 }
+
+/** Asserts `qemu-img compare -f raw -F raw A B` finds the two images equal; `what` leads the failure message. */
+export async function assertSameRaw(
+  a: string,
+  b: string,
+  what?: string,
+): Promise<void> {
+  const r = await run("qemu-img", ["compare", "-f", "raw", "-F", "raw", a, b]);
+  const why = `${r.text}${r.stderr}`;
+  assert.equal(r.code, 0, what === undefined ? why : `${what}: ${why}`);
+}
