@@ -61,11 +61,7 @@ export const extractCommand: Command = {
             } (not a disk; extract as raw for it)`,
           );
         }
-        if (values.verbose) {
-          for (const f of result.files) {
-            ctx.stderr.line(`extracted ${printable(`${positionals[1]}/${f}`)}`);
-          }
-        }
+        if (values.verbose) printExtracted(ctx, positionals[1]!, result.files);
       } finally {
         await chain.close();
       }
@@ -79,11 +75,7 @@ export const extractCommand: Command = {
         positionals[1]!,
         { signal: ctx.signal },
       );
-      if (values.verbose) {
-        for (const f of result.files) {
-          ctx.stderr.line(`extracted ${printable(`${positionals[1]}/${f}`)}`);
-        }
-      }
+      if (values.verbose) printExtracted(ctx, positionals[1]!, result.files);
     } finally {
       await chain.close();
     }
@@ -113,5 +105,16 @@ async function extractTo(
     }
   } finally {
     await chain.close();
+  }
+}
+
+/** `-v`: one line per file written into `dir`. */
+function printExtracted(
+  ctx: CommandContext,
+  dir: string,
+  files: readonly string[],
+): void {
+  for (const f of files) {
+    ctx.stderr.line(`extracted ${printable(`${dir}/${f}`)}`);
   }
 }
