@@ -152,14 +152,16 @@ for (const mode of ["pull", "push"]) {
           "-F",
           "raw",
           truth1,
-          `${vm.dir}/restored/disk-drive1.raw`,
+          `${vm.dir}/restored/disk-drive-virtio1.raw`,
         ]);
         assert.equal(
           cmp.code,
           0,
           `disk 1 equals its state at backup start: ${cmp.text}`,
         );
-        const disk = await Deno.readFile(`${vm.dir}/restored/disk-drive0.raw`);
+        const disk = await Deno.readFile(
+          `${vm.dir}/restored/disk-drive-virtio0.raw`,
+        );
         const diskAtBackup = diskCounter(disk);
         restored = await resumeRestored(`${vm.dir}/restored`);
         const delta = restored.ramAtLoad - diskAtBackup;
