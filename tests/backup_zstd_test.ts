@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
-import { haveTool, MAIN, run, vmabak } from "./helpers/run.ts";
+import { haveTool, run, sh, vmabak } from "./helpers/run.ts";
 
 const HAVE = await haveQemu() && await haveTool("zstd");
 const MiB = 1024 * 1024;
@@ -42,13 +42,9 @@ Deno.test({
         `${vm.dir}/out/disk-drive-virtio0.raw`,
       ]);
       assert.equal(cmp.code, 0, cmp.text + cmp.stderr);
-      const v = `${Deno.execPath()} run -A ${MAIN}`;
-      const pipe = await run("bash", [
-        "-o",
-        "pipefail",
-        "-c",
-        `${v} backup --mode push --qmp ${vm.qmpPath} --zstd=1 -o - | zstd -dc | ${v} verify -v -`,
-      ]);
+      const pipe = await sh(
+        `$VMABAK backup --mode push --qmp ${vm.qmpPath} --zstd=1 -o - | zstd -dc | $VMABAK verify -v -`,
+      );
       assert.equal(pipe.code, 0, pipe.stderr);
       assert.match(pipe.stderr, /valid and complete/);
     } finally {

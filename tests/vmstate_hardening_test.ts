@@ -30,6 +30,19 @@ function counterVm(): Promise<TestVm> {
   });
 }
 
+/** `backup --vmstate` of the VM with its fleecing in the VM's directory, `flags` added; no `-o`. */
+function vmstateBackup(vm: TestVm, flags: string[] = []): string[] {
+  return [
+    "backup",
+    ...flags,
+    "--qmp",
+    vm.qmpPath,
+    "--vmstate",
+    "--fleecing-dir",
+    vm.dir,
+  ];
+}
+
 interface MigrationState {
   caps: string[];
   bandwidth: number;
@@ -57,16 +70,7 @@ for (const mode of ["pull", "push"]) {
       const vm = await counterVm();
       try {
         const b = spawnSlowBackup(
-          [
-            "backup",
-            "--mode",
-            mode,
-            "--qmp",
-            vm.qmpPath,
-            "--vmstate",
-            "--fleecing-dir",
-            vm.dir,
-          ],
+          vmstateBackup(vm, ["--mode", mode]),
           MiB,
           "-",
         );
@@ -84,18 +88,7 @@ for (const mode of ["pull", "push"]) {
         assert.equal(r.code, 1, r.stderr);
         assert.equal(m, null);
         const full = spawnSlowBackup(
-          [
-            "backup",
-            "--mode",
-            mode,
-            "--qmp",
-            vm.qmpPath,
-            "--vmstate",
-            "--drive",
-            "drive0",
-            "--fleecing-dir",
-            vm.dir,
-          ],
+          vmstateBackup(vm, ["--mode", mode, "--drive", "drive0"]),
           MiB,
           "-",
         );
@@ -131,14 +124,7 @@ Deno.test({
     const vm = await counterVm();
     try {
       const before = await migrationState(vm.monitor);
-      const args = [
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        vm.dir,
-      ];
+      const args = vmstateBackup(vm);
       const b = spawnSlowBackup(args, MiB, "-");
       await b.started;
       await sleep(1000);
@@ -171,12 +157,7 @@ Deno.test({
     try {
       await vm.monitor.execute("stop");
       const r = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        vm.dir,
+        ...vmstateBackup(vm),
         "-o",
         `${vm.dir}/b.vma`,
       ]);
@@ -216,12 +197,7 @@ Deno.test({
         capabilities: [{ capability: "background-snapshot", state: false }],
       });
       const r = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        vm.dir,
+        ...vmstateBackup(vm),
         "-o",
         `${vm.dir}/b.vma`,
       ]);

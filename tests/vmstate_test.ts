@@ -5,7 +5,7 @@ import {
   COUNTER_RAM_ADDRESS,
   diskCounter,
 } from "./helpers/boot_sector.ts";
-import { MAIN, run, vmabak } from "./helpers/run.ts";
+import { assertSameRaw, sh, spawnVmabak, vmabak } from "./helpers/run.ts";
 import { watchStderr } from "./helpers/backup_checks.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 import { VmaReader } from "../lib/vma/reader.ts";
@@ -87,27 +87,20 @@ for (const mode of ["pull", "push"]) {
         const capsBefore = await capsOn(vm.monitor);
         // Disk 1 changes only through the guest writes below: its truth is known.
         const truth1 = (await vm.snapshotDisks("start"))[1]!;
-        const child = new Deno.Command(Deno.execPath(), {
-          args: [
-            "run",
-            "-A",
-            MAIN,
-            "backup",
-            "--mode",
-            mode,
-            "--fleecing-dir",
-            vm.dir,
-            "--qmp",
-            vm.qmpPath,
-            "-o",
-            `${vm.dir}/vm.vma`,
-            "--vmstate",
-            "--speed",
-            "8M",
-          ],
-          stdout: "null",
-          stderr: "piped",
-        }).spawn();
+        const child = spawnVmabak([
+          "backup",
+          "--mode",
+          mode,
+          "--fleecing-dir",
+          vm.dir,
+          "--qmp",
+          vm.qmpPath,
+          "-o",
+          `${vm.dir}/vm.vma`,
+          "--vmstate",
+          "--speed",
+          "8M",
+        ], { stderr: "piped" });
         const err = watchStderr(child.stderr);
         await err.started; // the instant is fixed: this write comes after it
         await vm.guestWrite(1, 0x77, 15 * MiB, MiB);
@@ -145,19 +138,10 @@ for (const mode of ["pull", "push"]) {
         ]);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.text, /-incoming/);
-        const cmp = await run("qemu-img", [
-          "compare",
-          "-f",
-          "raw",
-          "-F",
-          "raw",
+        await assertSameRaw(
           truth1,
           `${vm.dir}/restored/disk-drive-virtio1.raw`,
-        ]);
-        assert.equal(
-          cmp.code,
-          0,
-          `disk 1 equals its state at backup start: ${cmp.text}`,
+          "disk 1 equals its state at backup start",
         );
         const disk = await Deno.readFile(
           `${vm.dir}/restored/disk-drive-virtio0.raw`,
@@ -205,13 +189,9 @@ Deno.test({
   async fn() {
     const vm = await counterVm();
     try {
-      const cmd = `${Deno.execPath()} run -A ${MAIN}`;
-      const r = await run("bash", [
-        "-o",
-        "pipefail",
-        "-c",
-        `${cmd} backup --mode push --vmstate --qmp ${vm.qmpPath} -o - | ${cmd} restore - ${vm.dir}/out`,
-      ]);
+      const r = await sh(
+        `$VMABAK backup --mode push --vmstate --qmp ${vm.qmpPath} -o - | $VMABAK restore - ${vm.dir}/out`,
+      );
       assert.equal(r.code, 0, r.stderr);
       const state = await Deno.stat(`${vm.dir}/out/vmstate.bin`);
       assert.ok(state.size > 100_000);

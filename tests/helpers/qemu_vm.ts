@@ -4,6 +4,7 @@
  * monitor for the test itself (guest writes, checks).
  */
 import { QmpClient } from "../../lib/qmp/client.ts";
+import { haveTool } from "./run.ts";
 
 export interface DiskSpec {
   format: "raw" | "qcow2";
@@ -27,21 +28,7 @@ export interface TestVmOptions {
 export const QEMU = "qemu-system-x86_64";
 
 export async function haveQemu(): Promise<boolean> {
-  try {
-    const a = await new Deno.Command(QEMU, {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    const b = await new Deno.Command("qemu-img", {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return a.success && b.success;
-  } catch {
-    return false;
-  }
+  return await haveTool(QEMU) && await haveTool("qemu-img");
 }
 
 async function sh(cmd: string, args: string[]): Promise<void> {
