@@ -5,7 +5,7 @@
  * paused). Real QEMU 7.2.
  */
 import assert from "node:assert/strict";
-import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { haveQemu, migrationCapsOn, TestVm } from "./helpers/qemu_vm.ts";
 import { bootCounterSector } from "./helpers/boot_sector.ts";
 import { vmabak } from "./helpers/run.ts";
 import {
@@ -49,14 +49,12 @@ interface MigrationState {
 }
 
 async function migrationState(qmp: QmpClient): Promise<MigrationState> {
-  const caps = await qmp.execute<{ capability: string; state: boolean }[]>(
-    "query-migrate-capabilities",
-  );
+  const caps = await migrationCapsOn(qmp);
   const params = await qmp.execute<{ "max-bandwidth": number }>(
     "query-migrate-parameters",
   );
   return {
-    caps: caps.filter((c) => c.state).map((c) => c.capability),
+    caps,
     bandwidth: params["max-bandwidth"],
   };
 }

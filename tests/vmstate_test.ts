@@ -1,30 +1,23 @@
 import assert from "node:assert/strict";
-import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { haveQemu, migrationCapsOn, TestVm } from "./helpers/qemu_vm.ts";
 import {
   bootCounterSector,
   COUNTER_RAM_ADDRESS,
   diskCounter,
 } from "./helpers/boot_sector.ts";
 import { assertSameRaw, sh, spawnVmabak, vmabak } from "./helpers/run.ts";
-import { watchStderr } from "./helpers/backup_checks.ts";
+import { MiB, watchStderr } from "./helpers/backup_checks.ts";
+import { startRestored } from "./helpers/restored_vm.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 import { VmaReader } from "../lib/vma/reader.ts";
 
 const HAVE = await haveQemu();
-const MiB = 1024 * 1024;
 
 async function ramCounter(qmp: QmpClient): Promise<number> {
   const out = await qmp.execute<string>("human-monitor-command", {
     "command-line": `xp /1wx ${COUNTER_RAM_ADDRESS}`,
   });
   return parseInt(out.split(":")[1]!.trim(), 16);
-}
-
-async function capsOn(qmp: QmpClient): Promise<string[]> {
-  const caps = await qmp.execute<{ capability: string; state: boolean }[]>(
-    "query-migrate-capabilities",
-  );
-  return caps.filter((c) => c.state).map((c) => c.capability);
 }
 
 /** A VM running the counter guest: RAM and disk each hold a counter. */
@@ -49,17 +42,7 @@ async function counterVm(): Promise<TestVm> {
 
 /** Starts resume.sh, lets `vmabak resume` continue it; returns the QMP client and the RAM counter at load. */
 async function resumeRestored(dir: string) {
-  const qemu = new Deno.Command("sh", {
-    args: [`${dir}/resume.sh`],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  let qmp: QmpClient | undefined;
-  for (let i = 0; i < 100 && qmp === undefined; i++) {
-    qmp = await QmpClient.connect(`${dir}/qmp.sock`).catch(() => undefined);
-    if (qmp === undefined) await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.ok(qmp, "the restored QEMU opened its QMP socket");
+  const { qmp, stop } = await startRestored(dir);
   for (let i = 0; i < 200; i++) {
     if (
       (await qmp.execute<{ status: string }>("query-status")).status !==
@@ -72,7 +55,7 @@ async function resumeRestored(dir: string) {
     "paused",
   );
   const ramAtLoad = await ramCounter(qmp);
-  return { qemu, qmp, ramAtLoad };
+  return { stop, qmp, ramAtLoad };
 }
 
 for (const mode of ["pull", "push"]) {
@@ -84,7 +67,7 @@ for (const mode of ["pull", "push"]) {
       const vm = await counterVm();
       let restored: Awaited<ReturnType<typeof resumeRestored>> | undefined;
       try {
-        const capsBefore = await capsOn(vm.monitor);
+        const capsBefore = await migrationCapsOn(vm.monitor);
         // Disk 1 changes only through the guest writes below: its truth is known.
         const truth1 = (await vm.snapshotDisks("start"))[1]!;
         const child = spawnVmabak([
@@ -110,7 +93,7 @@ for (const mode of ["pull", "push"]) {
         assert.match(b.stderr, /VM state .*guest paused \d+(\.\d+)? ms/);
         // The source VM: running, capabilities as before, nothing of vmabak's left.
         assert.equal(await vm.status(), "running");
-        assert.deepEqual(await capsOn(vm.monitor), capsBefore);
+        assert.deepEqual(await migrationCapsOn(vm.monitor), capsBefore);
         assert.deepEqual(await vm.monitor.execute("query-block-jobs"), []);
         const before = await ramCounter(vm.monitor);
         await new Promise((r) => setTimeout(r, 200));
@@ -174,8 +157,7 @@ for (const mode of ["pull", "push"]) {
       } finally {
         if (restored) {
           await restored.qmp.close();
-          restored.qemu.kill("SIGKILL");
-          await restored.qemu.output();
+          await restored.stop();
         }
         await vm.destroy();
       }
@@ -230,7 +212,7 @@ Deno.test({
         /^vmabak backup: Cannot save the VM state: .*back up without --vmstate$/,
       );
       assert.equal(await vm.status(), "running");
-      assert.deepEqual(await capsOn(vm.monitor), ["postcopy-ram"]);
+      assert.deepEqual(await migrationCapsOn(vm.monitor), ["postcopy-ram"]);
       assert.deepEqual(
         [...Deno.readDirSync(vm.dir)].filter((e) =>
           e.name.startsWith("vm.vma")

@@ -256,3 +256,11 @@ export class TestVm {
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
 }
+
+/** The migration capabilities a QEMU has on, by name. */
+export async function migrationCapsOn(qmp: QmpClient): Promise<string[]> {
+  const caps = await qmp.execute<{ capability: string; state: boolean }[]>(
+    "query-migrate-capabilities",
+  );
+  return caps.filter((c) => c.state).map((c) => c.capability);
+}
