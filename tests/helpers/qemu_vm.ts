@@ -132,32 +132,7 @@ export class TestVm {
           f.close();
         }
       }
-      vm.#child = new Deno.Command(QEMU, {
-        args: vm.args,
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      vm.#status = vm.#child.status;
-      for (let i = 0; i < 100; i++) {
-        try {
-          await Deno.stat(`${dir}/monitor.sock`);
-          await Deno.stat(vm.qmpPath);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-      // The socket file exists from bind(); a loaded host can still refuse before listen().
-      for (let i = 0;; i++) {
-        try {
-          vm.monitor = await QmpClient.connect(`${dir}/monitor.sock`);
-          break;
-        } catch (error) {
-          if (i >= 50) throw error;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
+      await vm.#launch();
       if (!options.paused) await vm.monitor.execute("cont");
       return vm;
     } catch (error) {
@@ -216,6 +191,12 @@ export class TestVm {
     await this.#child.stderr.cancel().catch(() => {});
     await Deno.remove(this.qmpPath).catch(() => {});
     await Deno.remove(`${this.dir}/monitor.sock`).catch(() => {});
+    await this.#launch();
+    await this.monitor.execute("cont");
+  }
+
+  /** Spawns QEMU on `args` and connects the test's own monitor; the guest is not yet running. */
+  async #launch(): Promise<void> {
     this.#child = new Deno.Command(QEMU, {
       args: this.args,
       stdin: "null",
@@ -232,8 +213,16 @@ export class TestVm {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    this.monitor = await QmpClient.connect(`${this.dir}/monitor.sock`);
-    await this.monitor.execute("cont");
+    // The socket file exists from bind(); a loaded host can still refuse before listen().
+    for (let i = 0;; i++) {
+      try {
+        this.monitor = await QmpClient.connect(`${this.dir}/monitor.sock`);
+        break;
+      } catch (error) {
+        if (i >= 50) throw error;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   kill(): void {
