@@ -39,7 +39,7 @@ Deno.test({
       assert.equal(x.code, 0, x.stderr);
       const cmp = await run("cmp", [
         truth[0]!,
-        `${vm.dir}/out/disk-drive0.raw`,
+        `${vm.dir}/out/disk-drive-virtio0.raw`,
       ]);
       assert.equal(cmp.code, 0, cmp.text + cmp.stderr);
       const pipe = await sh(

@@ -123,10 +123,12 @@ for (const mode of ["pull", "push"]) {
         assert.match(r.text, /-incoming/);
         await assertSameRaw(
           truth1,
-          `${vm.dir}/restored/disk-drive1.raw`,
+          `${vm.dir}/restored/disk-drive-virtio1.raw`,
           "disk 1 equals its state at backup start",
         );
-        const disk = await Deno.readFile(`${vm.dir}/restored/disk-drive0.raw`);
+        const disk = await Deno.readFile(
+          `${vm.dir}/restored/disk-drive-virtio0.raw`,
+        );
         const diskAtBackup = diskCounter(disk);
         restored = await resumeRestored(`${vm.dir}/restored`);
         const delta = restored.ramAtLoad - diskAtBackup;
