@@ -10,6 +10,7 @@ import {
   mbps,
   type Measure,
   medians,
+  shell,
   table,
   writeDiskImage,
 } from "./bench_util.ts";
@@ -71,16 +72,5 @@ try {
 }
 
 async function run(script: string): Promise<string> {
-  const out = await new Deno.Command("bash", {
-    args: ["-o", "pipefail", "-c", script],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  if (!out.success) {
-    throw new Error(
-      `${script} failed: ${new TextDecoder().decode(out.stderr)}`,
-    );
-  }
-  return new TextDecoder().decode(out.stdout);
+  return (await shell(script, dir)).text;
 }

@@ -99,7 +99,11 @@ try {
   await writeDiskImage(`${dir}/img.raw`, SIZE);
   await sh(`${deno} run -A ${MAIN} create x.vma drive-scsi0=img.raw`);
   await sh(`${deno} run -A ${MAIN} extract x.vma out`);
+  await sh(
+    `${deno} run -A ${MAIN} create --zstd=1 x.vma.zst drive-scsi0=img.raw`,
+  );
   const served = await startServe(`${dir}/x.vma`, `${dir}/v.sock`);
+  const zserved = await startServe(`${dir}/x.vma.zst`, `${dir}/z.sock`);
   let m: Record<string, Measure>;
   try {
     m = await medians(
@@ -108,12 +112,14 @@ try {
         qemu:
           "nbdcopy -- [ qemu-nbd -r -f raw out/disk-drive-scsi0.raw ] null:",
         serve: `nbdcopy 'nbd+unix:///drive-scsi0?socket=${dir}/v.sock' null:`,
+        zserve: `nbdcopy 'nbd+unix:///drive-scsi0?socket=${dir}/z.sock' null:`,
       },
       dir,
-      () => sh("cat x.vma out/disk-drive-scsi0.raw > /dev/null"),
+      () => sh("cat x.vma x.vma.zst out/disk-drive-scsi0.raw > /dev/null"),
     );
   } finally {
     served.rss = await served.stop();
+    zserved.rss = await zserved.stop();
   }
   await writeSparseArchive(`${dir}/sparse.vma`);
   const sparse = await startServe(`${dir}/sparse.vma`, `${dir}/s.sock`);
@@ -138,6 +144,7 @@ try {
     ["source", "time", "rate", "throughput vs qemu-nbd"],
     row("qemu-nbd (extracted raw)", m.qemu!),
     row("vmabak serve (.vma)", m.serve!),
+    row("vmabak serve (.vma.zst, seek table)", m.zserve!),
   ]));
   console.log("\n== serve: index and memory ==");
   console.log(table([
@@ -148,6 +155,15 @@ try {
       `${served.indexMs} ms`,
       `${served.indexKiB} KiB`,
       `${(served.rss / 1024).toFixed(0)} MiB`,
+    ],
+    [
+      `${SIZE / 2 ** 30} GiB disk, .vma.zst`,
+      `${
+        ((await Deno.stat(`${dir}/x.vma.zst`)).size / 2 ** 20).toFixed(0)
+      } MiB`,
+      `${zserved.indexMs} ms`,
+      `${zserved.indexKiB} KiB`,
+      `${(zserved.rss / 1024).toFixed(0)} MiB`,
     ],
     [
       "100 GiB disk, 1 GiB data",

@@ -7,6 +7,27 @@ export interface Measure {
   maxRssKiB: number;
 }
 
+/** A bash pipeline in `cwd`: what it printed and its wall seconds; throws when it fails. */
+export async function shell(
+  script: string,
+  cwd: string,
+): Promise<{ text: string; seconds: number }> {
+  const start = performance.now();
+  const out = await new Deno.Command("bash", {
+    args: ["-o", "pipefail", "-c", script],
+    cwd,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const seconds = (performance.now() - start) / 1000;
+  if (!out.success) {
+    throw new Error(
+      `${script} failed: ${new TextDecoder().decode(out.stderr)}`,
+    );
+  }
+  return { text: new TextDecoder().decode(out.stdout), seconds };
+}
+
 /** Runs a shell command under /usr/bin/time -v; returns wall seconds and peak RSS. */
 export async function measure(script: string, cwd: string): Promise<Measure> {
   const start = performance.now();

@@ -9,7 +9,8 @@
  */
 import { createHash } from "node:crypto";
 import { createRequire } from "node:module";
-import { MAIN, mbps, table } from "./bench_util.ts";
+import { MAIN, mbps, shell, table } from "./bench_util.ts";
+import { haveTool } from "../tests/helpers/run.ts";
 import { nonZeroMask, ZeroScanner } from "../lib/wasm/zero.ts";
 import { nonZeroMaskReference } from "../lib/wasm/zero_reference.ts";
 import { maybeDecompress, zstdSink } from "../lib/io/zstd.ts";
@@ -19,26 +20,8 @@ const SIZE = Number(Deno.env.get("BENCH_WASM_MIB") ?? 1024) * MIB;
 const CLUSTER = 65536;
 const dir = await Deno.makeTempDir({ prefix: "vmabak-bench-wasm-" });
 
-async function sh(script: string): Promise<{ text: string; seconds: number }> {
-  const start = performance.now();
-  const out = await new Deno.Command("bash", {
-    args: ["-o", "pipefail", "-c", script],
-    cwd: dir,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - start) / 1000;
-  if (!out.success) {
-    throw new Error(`${script}: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return { text: new TextDecoder().decode(out.stdout), seconds };
-}
-
-async function have(tool: string): Promise<boolean> {
-  return (await new Deno.Command("bash", {
-    args: ["-c", `command -v ${tool}`],
-    stdout: "null",
-  }).output()).success;
+function sh(script: string): Promise<{ text: string; seconds: number }> {
+  return shell(script, dir);
 }
 
 /** Best time of n calls. */
@@ -150,7 +133,7 @@ try {
 
   // Zero scan.
   let cNative: { mix: number; zero: number; blocks: number } | undefined;
-  if (await have("cc")) {
+  if (await haveTool("cc")) {
     await Deno.writeTextFile(`${dir}/scan.c`, C_SCAN);
     await sh("cc -O2 -o scan scan.c");
     const [mix, zero] = (await sh("./scan data.bin")).text.trim().split("\n")

@@ -64,7 +64,10 @@ Deno.test({
         "the guest's writes changed disk 1",
       );
       assert.equal((await vmabak(["verify", `${vm.dir}/b.vma`])).code, 0);
-      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive0", "drive1"]);
+      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, [
+        "drive-virtio0",
+        "drive-virtio1",
+      ]);
       const x = await vmabak(["extract", `${vm.dir}/b.vma`, `${vm.dir}/out`]);
       assert.equal(x.code, 0, x.stderr);
       const desc = JSON.parse(
@@ -101,8 +104,8 @@ Deno.test({
       ]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /valid and complete/);
-      assert.match(r.stderr, /drive0: 8389120 bytes/);
-      assert.match(r.stderr, /drive1: 4194304 bytes/);
+      assert.match(r.stderr, /drive-virtio0: 8389120 bytes/);
+      assert.match(r.stderr, /drive-virtio1: 4194304 bytes/);
       const one = await run("bash", [
         "-o",
         "pipefail",
@@ -110,8 +113,8 @@ Deno.test({
         `${v} backup --mode push --qmp ${vm.qmpPath} --drive vd1 -o - | ${v} verify -v -`,
       ]);
       assert.equal(one.code, 0, one.stderr);
-      assert.match(one.stderr, /^device 1 drive1: 4194304 bytes/m);
-      assert.doesNotMatch(one.stderr, /drive0/);
+      assert.match(one.stderr, /^device 1 drive-virtio0: 4194304 bytes/m);
+      assert.doesNotMatch(one.stderr, /8389120/);
       const none = await vmabak([
         "backup",
         "--mode",

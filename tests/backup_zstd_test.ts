@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
-import { haveTool, MAIN, run, vmabak } from "./helpers/run.ts";
+import { haveTool, run, sh, vmabak } from "./helpers/run.ts";
 
 const HAVE = await haveQemu() && await haveTool("zstd");
 const MiB = 1024 * 1024;
@@ -39,16 +39,12 @@ Deno.test({
       assert.equal(x.code, 0, x.stderr);
       const cmp = await run("cmp", [
         truth[0]!,
-        `${vm.dir}/out/disk-drive0.raw`,
+        `${vm.dir}/out/disk-drive-virtio0.raw`,
       ]);
       assert.equal(cmp.code, 0, cmp.text + cmp.stderr);
-      const v = `${Deno.execPath()} run -A ${MAIN}`;
-      const pipe = await run("bash", [
-        "-o",
-        "pipefail",
-        "-c",
-        `${v} backup --mode push --qmp ${vm.qmpPath} --zstd=1 -o - | zstd -dc | ${v} verify -v -`,
-      ]);
+      const pipe = await sh(
+        `$VMABAK backup --mode push --qmp ${vm.qmpPath} --zstd=1 -o - | zstd -dc | $VMABAK verify -v -`,
+      );
       assert.equal(pipe.code, 0, pipe.stderr);
       assert.match(pipe.stderr, /valid and complete/);
     } finally {

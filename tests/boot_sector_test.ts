@@ -1,24 +1,12 @@
 import assert from "node:assert/strict";
 import { bootCounterSector } from "./helpers/boot_sector.ts";
+import { haveTool } from "./helpers/run.ts";
 
 const SOURCE = new URL("./helpers/boot_counter.S", import.meta.url).pathname;
 
-async function have(tool: string): Promise<boolean> {
-  try {
-    const r = await new Deno.Command(tool, {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return r.success;
-  } catch {
-    return false;
-  }
-}
-
 Deno.test({
   name: "bootCounterSector() equals boot_counter.S assembled with binutils",
-  ignore: !(await have("as")) || !(await have("ld")),
+  ignore: !(await haveTool("as")) || !(await haveTool("ld")),
   async fn() {
     const dir = await Deno.makeTempDir();
     try {

@@ -6,14 +6,16 @@
 import assert from "node:assert/strict";
 import { writeIncremental } from "./helpers/incremental.ts";
 import { assertImage, buildChain } from "./helpers/chain_fixture.ts";
-import { oneLine, run, vmabak, withTempDir } from "./helpers/run.ts";
+import {
+  havePveVma,
+  oneLine,
+  PVE_VMA,
+  run,
+  vmabak,
+  withTempDir,
+} from "./helpers/run.ts";
 
-const PVE_VMA = new URL(
-  "../../shared/tools/proxmox-vma/vma",
-  import.meta.url,
-).pathname;
-/** Proxmox's vma exits 1 on any usage line, so look for the file. */
-const HAVE_PVE = await Deno.stat(PVE_VMA).then((s) => s.isFile, () => false);
+const HAVE_PVE = await havePveVma();
 
 Deno.test("incremental archives: verify checks the recorded set, list shows the chain", async () => {
   await withTempDir(async (dir) => {

@@ -1,7 +1,15 @@
 /** `extract --to NBD-URI` into qemu-nbd serving qcow2 images. */
 import assert from "node:assert/strict";
 import { startQemuNbd } from "./helpers/nbd_peers.ts";
-import { haveTool, oneLine, run, vmabak, withTempDir } from "./helpers/run.ts";
+import {
+  haveTool,
+  oneLine,
+  qemuImg,
+  run,
+  vmabak,
+  withTempDir,
+} from "./helpers/run.ts";
+import { SeededRandom } from "./helpers/random.ts";
 
 const ready = (await haveTool("qemu-nbd")) && (await haveTool("qemu-img")) &&
   (await haveTool("qemu-io"));
@@ -9,13 +17,11 @@ const ready = (await haveTool("qemu-nbd")) && (await haveTool("qemu-img")) &&
 /** 3 MiB + 1 KiB: random clusters, zero clusters, half-zero clusters. */
 function image(seed: number): Uint8Array {
   const img = new Uint8Array(3 * 1024 * 1024 + 1024);
-  let s = seed;
+  const rnd = new SeededRandom(seed);
   for (let b = 0; b * 4096 < img.length; b++) {
     if ((b >> 4) % 3 === 1 || b % 5 === 0) continue;
-    for (let i = b * 4096; i < Math.min(img.length, (b + 1) * 4096); i++) {
-      s = (s * 1103515245 + 12345) >>> 0;
-      img[i] = s >>> 24;
-    }
+    const end = Math.min(img.length, (b + 1) * 4096);
+    img.set(rnd.bytes(end - b * 4096), b * 4096);
   }
   return img;
 }
@@ -39,11 +45,7 @@ Deno.test({
       assert.equal(e.code, 0, e.stderr);
       for (const name of ["drive-scsi0", "drive-virtio1"]) {
         const q = `${dir}/${name}.qcow2`;
-        assert.equal(
-          (await run("qemu-img", ["create", "-q", "-f", "qcow2", q, "4M"]))
-            .code,
-          0,
-        );
+        await qemuImg(["create", "-q", "-f", "qcow2", q, "4M"]);
         // Junk everywhere: zero ranges must really be written as zeros.
         const junk = await run("qemu-io", [
           "-f",
@@ -167,6 +169,68 @@ Deno.test({
         "nbd://h/x",
       ]);
       assert.equal(usage.code, 2);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "extract --format qcow2 writes 0600 qcow2 images equal to the raw extract, holes unallocated, vmstate skipped",
+  ignore: !ready,
+  async fn() {
+    await withTempDir(async (dir) => {
+      await Deno.writeFile(`${dir}/a.raw`, image(5));
+      await Deno.writeFile(`${dir}/vs.bin`, new Uint8Array(70_000).fill(9));
+      const c = await vmabak([
+        "create",
+        `${dir}/x.vma`,
+        `drive-scsi0=${dir}/a.raw`,
+        `vmstate=${dir}/vs.bin`,
+      ]);
+      assert.equal(c.code, 0, c.stderr);
+      const q = await vmabak([
+        "extract",
+        `${dir}/x.vma`,
+        `${dir}/q`,
+        "--format",
+        "qcow2",
+      ]);
+      assert.equal(q.code, 0, q.stderr);
+      assert.match(q.stderr, /skipped vmstate/);
+      const file = `${dir}/q/disk-drive-scsi0.qcow2`;
+      assert.equal((await Deno.stat(file)).mode! & 0o777, 0o600);
+      const cmp = await run("qemu-img", [
+        "compare",
+        "-f",
+        "qcow2",
+        "-F",
+        "raw",
+        file,
+        `${dir}/a.raw`,
+      ]);
+      assert.equal(cmp.code, 0, cmp.text + cmp.stderr);
+      const map = await run("qemu-img", [
+        "map",
+        "--output=json",
+        "-f",
+        "qcow2",
+        file,
+      ]);
+      const allocated =
+        (JSON.parse(map.text) as { length: number; data: boolean }[])
+          .filter((e) => e.data).reduce((a, e) => a + e.length, 0);
+      assert.ok(
+        allocated < (await Deno.stat(`${dir}/a.raw`)).size,
+        `${allocated} bytes allocated`,
+      );
+      const bad = await vmabak([
+        "extract",
+        `${dir}/x.vma`,
+        `${dir}/r`,
+        "--format",
+        "vmdk",
+      ]);
+      assert.equal(bad.code, 2);
     });
   },
 });

@@ -118,7 +118,7 @@ Deno.test({
         assert.equal(v.code, 0, v.stderr);
         const x = await vmabak(["extract", out, `${dir}/x`]);
         assert.equal(x.code, 0, x.stderr);
-        const disk = await Deno.readFile(`${dir}/x/disk-drive0.raw`);
+        const disk = await Deno.readFile(`${dir}/x/disk-drive-virtio0.raw`);
         const pattern = [0x11, 0x22][winner]!;
         assert.ok(disk.every((b) => b === pattern), "the winner's disk");
         const left = [...Deno.readDirSync(dir)].map((e) => e.name).sort();

@@ -120,7 +120,7 @@ Deno.test({
   ignore: !HAVE,
   async fn() {
     const vm = await TestVm.start({ disks: disks() });
-    const names = ["drive0", "drive1"];
+    const names = ["drive-virtio0", "drive-virtio1"];
     try {
       const a = (n: string) => `${vm.dir}/${n}`;
       const truth = [await truthNow(vm, "0")];
@@ -205,7 +205,7 @@ Deno.test({
         size: 8 * MiB,
       }],
     });
-    const names = ["drive0", "drive1"];
+    const names = ["drive-virtio0", "drive-virtio1"];
     try {
       const a = (n: string) => `${vm.dir}/${n}`;
       await mustBackup(vm, a("full.vma"));
@@ -278,7 +278,7 @@ Deno.test({
       await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
       assert.deepEqual(await changed(a("inc1.vma")), [2]);
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
-        "drive0",
+        "drive-virtio0",
       ]);
       // Stored by a clean restart, then QEMU killed: the bitmap it had
       // loaded is inconsistent, and refused.
@@ -289,7 +289,7 @@ Deno.test({
       assert.equal(crashed.code, 1);
       assert.match(
         oneLine(crashed.stderr),
-        /since .*inc1\.vma: bitmap vmabak-\S+ of disk drive0 is inconsistent.*take a full backup/,
+        /since .*inc1\.vma: bitmap vmabak-\S+ of disk drive-virtio0 is inconsistent.*take a full backup/,
       );
       await mustBackup(
         vm,
@@ -315,7 +315,7 @@ Deno.test({
       assert.equal(r.code, 1);
       assert.match(
         oneLine(r.stderr),
-        /Cannot back up incrementally since .*full\.vma: disk drive0 has no bitmap vmabak-.*take a full backup.*--or-full/,
+        /Cannot back up incrementally since .*full\.vma: disk drive-virtio0 has no bitmap vmabak-.*take a full backup.*--or-full/,
       );
       assert.ok(
         ![...Deno.readDirSync(raw.dir)].some((e) => e.name.startsWith("inc1")),
@@ -330,7 +330,7 @@ Deno.test({
       );
       assert.match(f.stderr, /full backup instead/);
       assert.equal((await info(a("inc1.vma"))).incremental, null);
-      await assertArchiveEquals(a("inc1.vma"), truth, ["drive0"]);
+      await assertArchiveEquals(a("inc1.vma"), truth, ["drive-virtio0"]);
       const u = (await info(a("inc1.vma"))).uuid;
       assert.deepEqual(await bitmaps(raw), tracking(raw, u));
     } finally {
@@ -364,7 +364,7 @@ Deno.test({
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(await changed(a("inc1.vma")), [128]);
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth1, [
-        "drive0",
+        "drive-virtio0",
       ]);
       const truth2 = await truthNow(vm, "2");
       await mustBackup(vm, a("inc2.vma"), "--since", a("inc1.vma"));
@@ -372,7 +372,7 @@ Deno.test({
       await assertChainEquals(
         [a("full.vma"), a("inc1.vma"), a("inc2.vma")],
         truth2,
-        ["drive0"],
+        ["drive-virtio0"],
       );
       // --speed paces the changed data too: 4 MiB at 2 MiB/s take >= 1.5 s.
       await vm.guestWrite(0, 0x84, 12 * MiB, 4 * MiB);
@@ -432,7 +432,7 @@ Deno.test({
       assert.equal(x1.code, 0, x1.stderr);
       const x2 = await vmabak(["extract", a("m.vma"), a("m")]);
       assert.equal(x2.code, 0, x2.stderr);
-      for (const f of ["vmstate.bin", "disk-drive0.raw"]) {
+      for (const f of ["vmstate.bin", "disk-drive-virtio0.raw"]) {
         const r = await run("cmp", [a(`c/${f}`), a(`m/${f}`)]);
         assert.equal(r.code, 0, `${f}: ${r.text}`);
       }
@@ -475,7 +475,7 @@ Deno.test({
       await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
       assert.deepEqual(await changed(a("inc1.vma")), [1]);
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
-        "drive0",
+        "drive-virtio0",
       ]);
       // A new full starts another chain; the old one's bitmap is named.
       const f2 = await mustBackup(vm, a("full2.vma"));
@@ -506,7 +506,7 @@ Deno.test({
       assert.equal(r.code, 1);
       assert.match(
         oneLine(r.stderr),
-        /disk drive0 has 16777216 bytes now, 8388608 then \(resized\); take a full backup/,
+        /disk drive-virtio0 has 16777216 bytes now, 8388608 then \(resized\); take a full backup/,
       );
       await mustBackup(
         vm,

@@ -1,35 +1,12 @@
 import assert from "node:assert/strict";
-import { type BlockExtent, NbdClient } from "../lib/nbd/client.ts";
+import { NbdClient } from "../lib/nbd/client.ts";
 import { NbdRequestError } from "../lib/nbd/errors.ts";
 import { NBD_E, NBD_STATE_DIRTY, NBD_STATE_HOLE } from "../lib/nbd/format.ts";
-import { haveTool, run } from "./helpers/run.ts";
+import { haveTool, qemuImg } from "./helpers/run.ts";
+import { fullMap } from "./helpers/nbd_map.ts";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 
 const HAVE = await haveQemu() && await haveTool("qemu-nbd");
-
-/** Every extent of a context from offset 0 to the end, adjacent runs of one state merged. */
-async function fullMap(
-  c: NbdClient,
-  context?: string,
-): Promise<BlockExtent[]> {
-  const out: BlockExtent[] = [];
-  for (let at = 0; at < c.size;) {
-    const extents = await c.blockStatus(at, c.size - at, context);
-    assert.equal(extents[0]!.offset, at);
-    for (const e of extents) {
-      const last = out.at(-1);
-      if (last && last.flags === e.flags) last.length += e.length;
-      else out.push({ ...e });
-      at = e.offset + e.length;
-    }
-  }
-  return out;
-}
-
-async function qemuImg(args: string[]): Promise<void> {
-  const r = await run("qemu-img", args);
-  assert.equal(r.code, 0, r.stderr);
-}
 
 Deno.test({
   name:

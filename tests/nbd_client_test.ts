@@ -8,29 +8,11 @@ import {
   NBD_STATE_ZERO,
 } from "../lib/nbd/format.ts";
 import { startNbdkit, startQemuNbd } from "./helpers/nbd_peers.ts";
-import { haveTool, run, withTempDir } from "./helpers/run.ts";
+import { haveTool, qemuImg, run, withTempDir } from "./helpers/run.ts";
+import { fullMap } from "./helpers/nbd_map.ts";
 
 const HAVE_QEMU_NBD = await haveTool("qemu-nbd") && await haveTool("nbdinfo");
 const HAVE_NBDKIT = await haveTool("nbdkit");
-
-/** Every extent of a context from offset 0 to the end, adjacent runs of one state merged. */
-async function fullMap(
-  c: NbdClient,
-  context?: string,
-): Promise<BlockExtent[]> {
-  const out: BlockExtent[] = [];
-  for (let at = 0; at < c.size;) {
-    const extents = await c.blockStatus(at, c.size - at, context);
-    assert.equal(extents[0]!.offset, at);
-    for (const e of extents) {
-      const last = out.at(-1);
-      if (last && last.flags === e.flags) last.length += e.length;
-      else out.push({ ...e });
-      at = e.offset + e.length;
-    }
-  }
-  return out;
-}
 
 /** `nbdinfo --map --json` as extents, adjacent runs of one state merged. */
 async function nbdinfoMap(uri: string, context = ""): Promise<BlockExtent[]> {
@@ -47,11 +29,6 @@ async function nbdinfoMap(uri: string, context = ""): Promise<BlockExtent[]> {
     else out.push({ offset: e.offset, length: e.length, flags: e.type });
   }
   return out;
-}
-
-async function qemuImg(args: string[]): Promise<void> {
-  const r = await run("qemu-img", args);
-  assert.equal(r.code, 0, r.stderr);
 }
 
 async function qemuIo(format: string, path: string, cmds: string[]) {

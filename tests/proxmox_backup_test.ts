@@ -123,8 +123,8 @@ Deno.test({
           "sockets: 1",
           "virtio0: local-lvm:vm-120-disk-0,size=4M",
           "virtio1: local-lvm:vm-120-disk-1,size=8M",
-          "#qmdump#map:virtio0:drive0:local-lvm:raw:",
-          "#qmdump#map:virtio1:drive1:local-lvm:raw:",
+          "#qmdump#map:virtio0:drive-virtio0:local-lvm:raw:",
+          "#qmdump#map:virtio1:drive-virtio1:local-lvm:raw:",
           "",
         ].join("\n"),
       );
@@ -135,8 +135,8 @@ Deno.test({
       ]);
       checkPveArchive(h.configs[1]!.data, h.devices);
       await assertProxmoxExtracts(`${out}/${archive}`, `${vm.dir}/x1`, {
-        drive0: truth[0]!,
-        drive1: truth[1]!,
+        "drive-virtio0": truth[0]!,
+        "drive-virtio1": truth[1]!,
       });
       // The same VM as .vma.zst: Proxmox's pipeline (zstd -d | vma extract -).
       const z = await vmabak([
@@ -166,8 +166,8 @@ Deno.test({
         .find((n) => n.endsWith(".vma.zst"))!;
       assert.match(zname, VZDUMP_NAME_RE);
       await assertProxmoxExtracts(`${vm.dir}/zdump/${zname}`, `${vm.dir}/x2`, {
-        drive0: truth[0]!,
-        drive1: truth[1]!,
+        "drive-virtio0": truth[0]!,
+        "drive-virtio1": truth[1]!,
       });
     } finally {
       await vm.destroy();
@@ -252,20 +252,20 @@ Deno.test({
             "scsi1: local:vm-100-disk-2,size=2M",
             "scsihw: virtio-scsi-single",
             "sockets: 2",
-            "#qmdump#map:efidisk0:pflash1::raw:",
-            "#qmdump#map:scsi0:ns0::raw:",
-            "#qmdump#map:scsi1:ns1::raw:",
-            "#qmdump#map:sata0:nsa::raw:",
-            "#qmdump#map:ide1:nhd::raw:",
+            "#qmdump#map:efidisk0:drive-efidisk0::raw:",
+            "#qmdump#map:scsi0:drive-scsi0::raw:",
+            "#qmdump#map:scsi1:drive-scsi1::raw:",
+            "#qmdump#map:sata0:drive-sata0::raw:",
+            "#qmdump#map:ide1:drive-ide1::raw:",
             "",
           ].join("\n"),
         );
         await assertProxmoxExtracts(archive, `${dir}/x`, {
-          pflash1: `${dir}/vars.fd`,
-          ns0: `${dir}/s0.raw`,
-          ns1: `${dir}/s1.raw`,
-          nsa: `${dir}/sa.raw`,
-          nhd: `${dir}/hd.raw`,
+          "drive-efidisk0": `${dir}/vars.fd`,
+          "drive-scsi0": `${dir}/s0.raw`,
+          "drive-scsi1": `${dir}/s1.raw`,
+          "drive-sata0": `${dir}/sa.raw`,
+          "drive-ide1": `${dir}/hd.raw`,
         });
       } finally {
         await vm.destroy();
@@ -325,6 +325,24 @@ Deno.test({
         "qemu-server.conf",
       ]);
       assert.equal(new TextDecoder().decode(h.configs[1]!.data), good);
+      assert.deepEqual(h.devices.map((d) => d.name), ["drive0", "vmstate"]);
+      // A user config mapping drive-<virtdev> gets devices named so.
+      const pveStyle =
+        "memory: 64\nvirtio0: local:vm-7-disk-0\n#qmdump#map:virtio0:drive-virtio0:local:raw:\n";
+      await Deno.writeTextFile(conf, pveStyle);
+      const ok2 = await vmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "-c",
+        conf,
+        "-o",
+        `${vm.dir}/ok2.vma`,
+      ]);
+      assert.equal(ok2.code, 0, ok2.stderr);
+      const h2 = await header(`${vm.dir}/ok2.vma`);
+      assert.deepEqual(h2.devices.map((d) => d.name), ["drive-virtio0"]);
+      checkPveArchive(h2.configs[1]!.data, h2.devices);
       const usage = await vmabak([
         "backup",
         "--qmp",
@@ -395,8 +413,8 @@ for (
           "the guest's writes changed disk 0",
         );
         await assertProxmoxExtracts(archive, `${vm.dir}/x`, {
-          drive0: truth[0]!,
-          drive1: truth[1]!,
+          "drive-virtio0": truth[0]!,
+          "drive-virtio1": truth[1]!,
         });
         const v = ext === ".vma"
           ? await run(PVE_VMA, ["verify", "-v", archive])
@@ -408,3 +426,59 @@ for (
     },
   });
 }
+
+Deno.test({
+  name:
+    "live backup of a VM with virtio-blk and virtio-scsi disks: Proxmox's vma list shows drive-virtio0 and drive-scsi0, the map lines name them, vmabak.json keeps their QEMU nodes",
+  ignore: !HAVE || !HAVE_VMA,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "qcow2", size: 4 * MiB, fill: ["write -P 0x5a 0 1M"] }],
+      extraArgs: [
+        "-device",
+        "virtio-scsi-pci,id=vs0",
+        "-blockdev",
+        "driver=null-co,size=2097152,read-zeroes=on,node-name=nscsi",
+        "-device",
+        "scsi-hd,drive=nscsi,bus=vs0.0,id=sd0",
+      ],
+    });
+    try {
+      const archive = `${vm.dir}/live.vma`;
+      const r = await vmabak(["backup", "--qmp", vm.qmpPath, "-o", archive]);
+      assert.equal(r.code, 0, r.stderr);
+      const list = await run(PVE_VMA, ["list", archive]);
+      assert.equal(list.code, 0, list.stderr);
+      const devs = list.text.split("\n").filter((l) => l.startsWith("DEV:"));
+      assert.deepEqual(devs, [
+        `DEV: dev_id=1 size: ${4 * MiB} devname: drive-virtio0`,
+        "DEV: dev_id=2 size: 2097152 devname: drive-scsi0",
+      ]);
+      const conf = await run(PVE_VMA, ["config", archive]);
+      assert.equal(conf.code, 0, conf.stderr);
+      const maps = conf.text.split("\n").filter((l) => l.startsWith("#qmdump"));
+      assert.deepEqual(maps, [
+        "#qmdump#map:virtio0:drive-virtio0::raw:",
+        "#qmdump#map:scsi0:drive-scsi0::raw:",
+      ]);
+      const h = await header(archive);
+      checkPveArchive(h.configs[1]!.data, h.devices);
+      const json = JSON.parse(new TextDecoder().decode(h.configs[0]!.data));
+      assert.deepEqual(
+        json.disks.map((
+          d: { name: string; node: string; deviceId: string },
+        ) => [d.name, d.node, d.deviceId]),
+        [["drive-virtio0", "drive0", "vd0"], ["drive-scsi0", "nscsi", "sd0"]],
+      );
+      const truth = await vm.snapshotDisks("t");
+      const x = await sh(
+        `${PVE_VMA} extract ${archive} ${vm.dir}/x && cmp ${
+          truth[0]
+        } ${vm.dir}/x/disk-drive-virtio0.raw && cmp -n 2097152 /dev/zero ${vm.dir}/x/disk-drive-scsi0.raw`,
+      );
+      assert.equal(x.code, 0, x.stderr + x.text);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});

@@ -43,7 +43,10 @@ Deno.test({
       const r = await b.done;
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /backup: done.*guest paused \d+\.\d ms/);
-      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive0", "drive1"]);
+      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, [
+        "drive-virtio0",
+        "drive-virtio1",
+      ]);
       const now = await vm.snapshotDisks("after");
       assert.notEqual(
         (await Deno.readFile(now[0]!))[0],
@@ -96,7 +99,7 @@ Deno.test({
         ahead - after >= 2 * MiB,
         "writes ahead of the reader are kept",
       );
-      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive0"]);
+      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive-virtio0"]);
       await assertVmClean(vm);
     } finally {
       await vm.destroy();
@@ -207,7 +210,10 @@ Deno.test({
       const truth = await vm.snapshotDisks("second");
       const r = await vmabak([...args, "-o", `${vm.dir}/b.vma`]);
       assert.equal(r.code, 0, r.stderr);
-      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, ["drive0", "drive1"]);
+      await assertArchiveEquals(`${vm.dir}/b.vma`, truth, [
+        "drive-virtio0",
+        "drive-virtio1",
+      ]);
       assert.deepEqual(vmabakFiles(fl), []);
       await assertVmClean(vm);
 

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { FakeQga } from "./helpers/fake_qga.ts";
-import { haveTool, MAIN, oneLine, vmabak } from "./helpers/run.ts";
+import { haveTool, oneLine, spawnVmabak, vmabak } from "./helpers/run.ts";
 import { QgaClient } from "../lib/qga/client.ts";
 
 const HAVE = await haveQemu();
@@ -47,6 +47,21 @@ async function startRealAgent(dir: string) {
       await child.status;
     },
   };
+}
+
+/** A VM with one 4 MiB raw disk to back up. */
+function smallVm(): Promise<TestVm> {
+  return TestVm.start({ disks: [{ format: "raw", size: 4 * MiB }] });
+}
+
+/** `backup` of the test VM with the agent at `qga` into `out`, `flags` added. */
+function qgaBackup(
+  vm: TestVm,
+  qga: string,
+  out: string,
+  flags: string[] = [],
+): string[] {
+  return ["backup", "--qmp", vm.qmpPath, "--qga", qga, ...flags, "-o", out];
 }
 
 /** The agent takes the queued thaw once its slow freeze is done. */
@@ -103,35 +118,18 @@ Deno.test({
     "backup --qga with a real qemu-ga that cannot freeze: a warning and a crash-consistent backup; --qga-required fails",
   ignore: !HAVE || !HAVE_QGA,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 4 * MiB }],
-    });
+    const vm = await smallVm();
     const agent = await startRealAgent(vm.dir);
     try {
-      const ok = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--qga",
-        agent.path,
-        "-o",
-        `${vm.dir}/a.vma`,
-      ]);
+      const ok = await vmabak(qgaBackup(vm, agent.path, `${vm.dir}/a.vma`));
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(
         ok.stderr,
         /^backup: warning: Cannot run guest agent command guest-fsfreeze-freeze: .*disabled; the backup goes on crash-consistent$/m,
       );
-      const req = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--qga",
-        agent.path,
-        "--qga-required",
-        "-o",
-        `${vm.dir}/b.vma`,
-      ]);
+      const req = await vmabak(
+        qgaBackup(vm, agent.path, `${vm.dir}/b.vma`, ["--qga-required"]),
+      );
       assert.equal(req.code, 1);
       assert.match(
         oneLine(req.stderr),
@@ -152,9 +150,7 @@ Deno.test({
     "backup --qga freezes before the instant and thaws right after it (fake agent)",
   ignore: !HAVE,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 4 * MiB }],
-    });
+    const vm = await smallVm();
     const seen: Record<string, string[]> = {};
     const fake = FakeQga.start(`${vm.dir}/fake.sock`, {
       freeze: "ok",
@@ -163,17 +159,10 @@ Deno.test({
       },
     });
     try {
-      const r = await vmabak([
-        "backup",
+      const r = await vmabak(qgaBackup(vm, fake.path, `${vm.dir}/a.vma`, [
         "--mode",
         "push", // its jobs start at the instant
-        "--qmp",
-        vm.qmpPath,
-        "--qga",
-        fake.path,
-        "-o",
-        `${vm.dir}/a.vma`,
-      ]);
+      ]));
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(fake.commands, [
         "guest-sync-delimited",
@@ -202,9 +191,7 @@ Deno.test({
     "backup --mode pull --qga: frozen before the guest is stopped for the instant, thawed after it runs again (fake agent)",
   ignore: !HAVE,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 4 * MiB }],
-    });
+    const vm = await smallVm();
     const events: string[] = [];
     const off = vm.monitor.onEvent((e) => {
       if (e.event === "STOP" || e.event === "RESUME") events.push(e.event);
@@ -217,17 +204,9 @@ Deno.test({
       },
     });
     try {
-      const r = await vmabak([
-        "backup",
-        "--mode",
-        "pull",
-        "--qmp",
-        vm.qmpPath,
-        "--qga",
-        fake.path,
-        "-o",
-        `${vm.dir}/a.vma`,
-      ]);
+      const r = await vmabak(
+        qgaBackup(vm, fake.path, `${vm.dir}/a.vma`, ["--mode", "pull"]),
+      );
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(seen["guest-fsfreeze-freeze"], []);
       assert.deepEqual(seen["guest-fsfreeze-thaw"], ["STOP", "RESUME"]);
@@ -245,25 +224,15 @@ Deno.test({
     "backup --qga: a freeze slower than --qga-timeout is thawed once it completes; on with a warning, or fails with --qga-required",
   ignore: !HAVE,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 4 * MiB }],
-    });
+    const vm = await smallVm();
     const fake = FakeQga.start(`${vm.dir}/fake.sock`, {
       freeze: "slow",
       slowMs: 2500,
     });
     try {
-      const r = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--qga",
-        fake.path,
-        "--qga-timeout",
-        "1",
-        "-o",
-        `${vm.dir}/a.vma`,
-      ]);
+      const r = await vmabak(
+        qgaBackup(vm, fake.path, `${vm.dir}/a.vma`, ["--qga-timeout", "1"]),
+      );
       assert.equal(r.code, 0, r.stderr);
       assert.match(
         r.stderr,
@@ -276,18 +245,13 @@ Deno.test({
         "guest-fsfreeze-thaw",
       ]);
       fake.commands.length = 0;
-      const req = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--qga",
-        fake.path,
-        "--qga-timeout",
-        "1",
-        "--qga-required",
-        "-o",
-        `${vm.dir}/b.vma`,
-      ]);
+      const req = await vmabak(
+        qgaBackup(vm, fake.path, `${vm.dir}/b.vma`, [
+          "--qga-timeout",
+          "1",
+          "--qga-required",
+        ]),
+      );
       assert.equal(req.code, 1);
       assert.match(oneLine(req.stderr), /no answer in 1 s \(--qga-required\)$/);
       await waitForThaw(fake);
@@ -309,9 +273,7 @@ Deno.test({
     "backup --qga: SIGINT while the guest is frozen still thaws it (fake agent)",
   ignore: !HAVE,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 4 * MiB }],
-    });
+    const vm = await smallVm();
     let child: Deno.ChildProcess | undefined;
     const fake = FakeQga.start(`${vm.dir}/fake.sock`, {
       freeze: "ok",
@@ -323,22 +285,9 @@ Deno.test({
       },
     });
     try {
-      child = new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "-A",
-          MAIN,
-          "backup",
-          "--qmp",
-          vm.qmpPath,
-          "--qga",
-          fake.path,
-          "-o",
-          `${vm.dir}/a.vma`,
-        ],
-        stdout: "null",
+      child = spawnVmabak(qgaBackup(vm, fake.path, `${vm.dir}/a.vma`), {
         stderr: "piped",
-      }).spawn();
+      });
       const out = await child.output();
       assert.equal(out.code, 1);
       assert.match(

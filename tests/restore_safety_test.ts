@@ -103,10 +103,10 @@ Deno.test({
         assert.equal(r.code, 0, r.stderr);
         assert.match(
           r.text,
-          /^# Not recreated: cfi\.pflash01 system\.flash1, restored as .*\/r\/disk-pflash1\.raw\.$/m,
+          /^# Not recreated: cfi\.pflash01 system\.flash1, restored as .*\/r\/disk-drive-efidisk0\.raw\.$/m,
         );
         assert.deepEqual(
-          await Deno.readFile(`${dir}/r/disk-pflash1.raw`),
+          await Deno.readFile(`${dir}/r/disk-drive-efidisk0.raw`),
           await Deno.readFile(`${dir}/vars.fd`),
         );
       } finally {

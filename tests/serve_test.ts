@@ -511,3 +511,70 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    "serve reads a vmabak .vma.zst through its seek table (random reads equal the disk; zstd -t accepts the archive)",
+  ignore: !ready,
+  async fn() {
+    await withTempDir(async (dir) => {
+      const img = new Uint8Array(12 * 1024 * 1024);
+      img.set(testImage(), 0);
+      img.set(testImage().subarray(0, 4 * 1024 * 1024), 8 * 1024 * 1024);
+      await Deno.writeFile(`${dir}/a.raw`, img);
+      check(
+        await vmabak([
+          "create",
+          "--zstd=1",
+          `${dir}/x.vma.zst`,
+          `drive-scsi0=${dir}/a.raw`,
+        ]),
+        "create --zstd",
+      );
+      check(await run("zstd", ["-q", "-t", `${dir}/x.vma.zst`]), "zstd -t");
+      const list = await run("zstd", ["-l", `${dir}/x.vma.zst`]);
+      assert.match(list.text, /^\s*\d+\s+1\s/m, list.text); // one skippable frame
+      const s = await serve(`${dir}/x.vma.zst`, ["--socket", `${dir}/s.sock`]);
+      try {
+        check(
+          await run("qemu-img", [
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "raw",
+            `${dir}/a.raw`,
+            s.uri("drive-scsi0"),
+          ]),
+          "qemu-img compare",
+        );
+        let seed = 3;
+        const spans: [number, number][] = [];
+        for (let i = 0; i < 12; i++) {
+          seed = (seed * 1103515245 + 12345) >>> 0;
+          const off = seed % (img.length - 300_000);
+          const len = 1 + (seed >>> 8) % 300_000;
+          spans.push([off, len]);
+        }
+        for (const [off, len] of spans) {
+          const r = await run("qemu-io", [
+            "-r",
+            "-f",
+            "raw",
+            s.uri("drive-scsi0"),
+            "-c",
+            `read -v ${off} ${len}`,
+          ]);
+          check(r, "qemu-io read");
+          assert.deepEqual(
+            parseDump(r.text, off, len),
+            img.subarray(off, off + len),
+            `read ${off}+${len}`,
+          );
+        }
+      } finally {
+        assert.equal((await s.stop()).code, 0);
+      }
+    });
+  },
+});

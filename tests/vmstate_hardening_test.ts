@@ -5,7 +5,7 @@
  * paused). Real QEMU 7.2.
  */
 import assert from "node:assert/strict";
-import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { haveQemu, migrationCapsOn, TestVm } from "./helpers/qemu_vm.ts";
 import { bootCounterSector } from "./helpers/boot_sector.ts";
 import { vmabak } from "./helpers/run.ts";
 import {
@@ -30,20 +30,31 @@ function counterVm(): Promise<TestVm> {
   });
 }
 
+/** `backup --vmstate` of the VM with its fleecing in the VM's directory, `flags` added; no `-o`. */
+function vmstateBackup(vm: TestVm, flags: string[] = []): string[] {
+  return [
+    "backup",
+    ...flags,
+    "--qmp",
+    vm.qmpPath,
+    "--vmstate",
+    "--fleecing-dir",
+    vm.dir,
+  ];
+}
+
 interface MigrationState {
   caps: string[];
   bandwidth: number;
 }
 
 async function migrationState(qmp: QmpClient): Promise<MigrationState> {
-  const caps = await qmp.execute<{ capability: string; state: boolean }[]>(
-    "query-migrate-capabilities",
-  );
+  const caps = await migrationCapsOn(qmp);
   const params = await qmp.execute<{ "max-bandwidth": number }>(
     "query-migrate-parameters",
   );
   return {
-    caps: caps.filter((c) => c.state).map((c) => c.capability),
+    caps,
     bandwidth: params["max-bandwidth"],
   };
 }
@@ -57,16 +68,7 @@ for (const mode of ["pull", "push"]) {
       const vm = await counterVm();
       try {
         const b = spawnSlowBackup(
-          [
-            "backup",
-            "--mode",
-            mode,
-            "--qmp",
-            vm.qmpPath,
-            "--vmstate",
-            "--fleecing-dir",
-            vm.dir,
-          ],
+          vmstateBackup(vm, ["--mode", mode]),
           MiB,
           "-",
         );
@@ -84,18 +86,7 @@ for (const mode of ["pull", "push"]) {
         assert.equal(r.code, 1, r.stderr);
         assert.equal(m, null);
         const full = spawnSlowBackup(
-          [
-            "backup",
-            "--mode",
-            mode,
-            "--qmp",
-            vm.qmpPath,
-            "--vmstate",
-            "--drive",
-            "drive0",
-            "--fleecing-dir",
-            vm.dir,
-          ],
+          vmstateBackup(vm, ["--mode", mode, "--drive", "drive0"]),
           MiB,
           "-",
         );
@@ -131,14 +122,7 @@ Deno.test({
     const vm = await counterVm();
     try {
       const before = await migrationState(vm.monitor);
-      const args = [
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        vm.dir,
-      ];
+      const args = vmstateBackup(vm);
       const b = spawnSlowBackup(args, MiB, "-");
       await b.started;
       await sleep(1000);
@@ -171,12 +155,7 @@ Deno.test({
     try {
       await vm.monitor.execute("stop");
       const r = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        vm.dir,
+        ...vmstateBackup(vm),
         "-o",
         `${vm.dir}/b.vma`,
       ]);
@@ -216,12 +195,7 @@ Deno.test({
         capabilities: [{ capability: "background-snapshot", state: false }],
       });
       const r = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        vm.dir,
+        ...vmstateBackup(vm),
         "-o",
         `${vm.dir}/b.vma`,
       ]);

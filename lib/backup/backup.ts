@@ -140,10 +140,19 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     await cleanLeftovers(qmp, { self: run, dirs: [fleecingDir, tempDir()] });
 
     // Inventory: what the VM has, and what to back up.
-    const disks = selectDisks(await listDisks(qmp), options.drives ?? []);
-    if (disks.length === 0) {
+    const selected = selectDisks(await listDisks(qmp), options.drives ?? []);
+    if (selected.length === 0) {
       throw new Error("Cannot start backup: the VM has no writable disk");
     }
+    // The Proxmox description also names the archive's devices (drive-<virtdev>).
+    const pve = await proxmoxBackupConfig(
+      qmp,
+      selected,
+      options.configs ?? [],
+      options.proxmox ?? {},
+      options.since?.header,
+    );
+    const disks = pve.disks;
     const vmstate = options.vmstate === true;
     const description = await describeVm(qmp, disks, vmstate);
 
@@ -152,12 +161,6 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     writer.addConfig(
       VM_CONFIG_NAME,
       encoder.encode(JSON.stringify(description, null, 2) + "\n"),
-    );
-    const pve = await proxmoxBackupConfig(
-      qmp,
-      disks,
-      options.configs ?? [],
-      options.proxmox ?? {},
     );
     if (pve.generated) writer.addConfig(PVE_CONFIG_NAME, pve.generated);
     for (const c of options.configs ?? []) writer.addConfig(c.name, c.data);

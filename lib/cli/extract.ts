@@ -4,11 +4,12 @@ import type { Command, CommandContext } from "./types.ts";
 import { extractChain } from "../chain/extract.ts";
 import { UsageError } from "../errors.ts";
 import { parseNbdUri } from "../extract/nbd_uri.ts";
+import { extractQcow2 } from "../extract/qcow2.ts";
 import { extractToNbd } from "../extract/to_nbd.ts";
 import { printable } from "../text/escape.ts";
 
 const USAGE =
-  "vmabak extract ARCHIVE [--base PREV]... TARGETDIR [-v] | vmabak extract ARCHIVE --to NBD-URI";
+  "vmabak extract ARCHIVE [--base PREV]... TARGETDIR [--format raw|qcow2] [-v] | vmabak extract ARCHIVE --to NBD-URI";
 
 export const extractCommand: Command = {
   name: "extract",
@@ -20,6 +21,7 @@ export const extractCommand: Command = {
       verbose: { type: "boolean", short: "v" },
       base: { type: "string", multiple: true },
       to: { type: "string" },
+      format: { type: "string" },
     }, {
       min: 1,
       max: 2,
@@ -37,6 +39,34 @@ export const extractCommand: Command = {
     if (positionals.length !== 2) {
       throw new UsageError(`expected ARCHIVE and TARGETDIR (usage: ${USAGE})`);
     }
+    const format = values.format ?? "raw";
+    if (format !== "raw" && format !== "qcow2") {
+      throw new UsageError(`--format is raw or qcow2 (usage: ${USAGE})`);
+    }
+    if (format === "qcow2") {
+      if (bases.length > 0) {
+        throw new UsageError(
+          `--format qcow2 takes one full archive (usage: ${USAGE})`,
+        );
+      }
+      const chain = await openChain([positionals[0]!], ctx, "extract");
+      try {
+        const result = await extractQcow2(chain.readers[0]!, positionals[1]!, {
+          signal: ctx.signal,
+        });
+        for (const device of result.skipped) {
+          ctx.stderr.line(
+            `skipped ${
+              printable(device, 80)
+            } (not a disk; extract as raw for it)`,
+          );
+        }
+        if (values.verbose) printExtracted(ctx, positionals[1]!, result.files);
+      } finally {
+        await chain.close();
+      }
+      return;
+    }
     const chain = await openChain([positionals[0]!, ...bases], ctx, "extract");
     try {
       const result = await extractChain(
@@ -45,11 +75,7 @@ export const extractCommand: Command = {
         positionals[1]!,
         { signal: ctx.signal },
       );
-      if (values.verbose) {
-        for (const f of result.files) {
-          ctx.stderr.line(`extracted ${printable(`${positionals[1]}/${f}`)}`);
-        }
-      }
+      if (values.verbose) printExtracted(ctx, positionals[1]!, result.files);
     } finally {
       await chain.close();
     }
@@ -79,5 +105,16 @@ async function extractTo(
     }
   } finally {
     await chain.close();
+  }
+}
+
+/** `-v`: one line per file written into `dir`. */
+function printExtracted(
+  ctx: CommandContext,
+  dir: string,
+  files: readonly string[],
+): void {
+  for (const f of files) {
+    ctx.stderr.line(`extracted ${printable(`${dir}/${f}`)}`);
   }
 }

@@ -14,6 +14,9 @@ import type { VmaReader } from "../vma/reader.ts";
 import { printable } from "../text/escape.ts";
 import { exportFor, type NbdTarget } from "./nbd_uri.ts";
 
+/** Where one disk goes. */
+export type DiskTarget = (device: string) => NbdTarget;
+
 export interface ExtractToNbdResult {
   /** Device name → export name. */
   exports: Map<string, string>;
@@ -58,14 +61,20 @@ class ZeroRuns {
  */
 export async function extractToNbd(
   reader: VmaReader,
-  target: NbdTarget,
+  target: NbdTarget | DiskTarget,
   options: { signal?: AbortSignal } = {},
 ): Promise<ExtractToNbdResult> {
   const disks = reader.header.devices.filter((d) =>
     d.name !== VMA_VMSTATE_NAME
   );
-  const names = disks.map((d) => exportFor(target, d.name));
-  if (new Set(names).size !== names.length) {
+  const resolve: DiskTarget = typeof target === "function"
+    ? target
+    : () => target;
+  const names = disks.map((d) => exportFor(resolve(d.name), d.name));
+  const addresses = disks.map((d) => JSON.stringify(resolve(d.name).address));
+  if (
+    new Set(names.map((n, i) => `${addresses[i]} ${n}`)).size !== names.length
+  ) {
     throw new VmaError(
       `Cannot extract to NBD: ${disks.length} disks would go to one export "${
         printable(names[0]!, 80)
@@ -77,7 +86,7 @@ export async function extractToNbd(
     for (const [i, d] of disks.entries()) {
       const name = names[i]!;
       const client = await NbdClient.connect({
-        address: target.address,
+        address: resolve(d.name).address,
         exportName: name,
         metaContexts: [],
       });

@@ -7,6 +7,7 @@ import {
   workerCompressor,
 } from "./zstd_compress.ts";
 import { ZstdError } from "./zstd_format.ts";
+import { encodeSeekTable, type SeekFrame } from "./zstd_seekable.ts";
 
 /** Input bytes per frame. */
 export const ZSTD_CHUNK_SIZE = 4 << 20;
@@ -18,6 +19,8 @@ export interface ZstdSinkOptions {
   chunkSize?: number;
   /** Compression Workers (default 2; 0 compresses on the calling thread). */
   workers?: number;
+  /** End with a seek table (zstd seekable format) so frames can be found at random (default true). */
+  seekTable?: boolean;
 }
 
 export interface ZstdSink extends ByteSink {
@@ -59,11 +62,13 @@ class ZstdFrameSink implements ZstdSink {
   #state: "open" | "closed" | "failed" = "open";
   bytesIn = 0;
   bytesOut = 0;
+  #frames: SeekFrame[] | null;
 
   constructor(inner: ByteSink, level: number, options: ZstdSinkOptions) {
     checkZstdLevel(level);
     this.#inner = inner;
     this.#chunkSize = options.chunkSize ?? ZSTD_CHUNK_SIZE;
+    this.#frames = options.seekTable === false ? null : [];
     const workers = options.workers ?? ZSTD_MAX_IN_FLIGHT;
     this.#compressor = workers > 0 && typeof Worker === "function"
       ? workerCompressor(level, workers)
@@ -101,6 +106,11 @@ class ZstdFrameSink implements ZstdSink {
       }
       await Promise.all(this.#inFlight.splice(0));
       this.#check();
+      if (this.#frames !== null) {
+        const table = encodeSeekTable(this.#frames);
+        await this.#inner.write(table);
+        this.bytesOut += table.length;
+      }
       this.#state = "closed";
     } finally {
       this.#compressor.close();
@@ -149,6 +159,7 @@ class ZstdFrameSink implements ZstdSink {
       if (this.#state === "failed") return;
       await this.#inner.write(frame);
       this.bytesOut += frame.length;
+      this.#frames?.push({ compressed: frame.length, decompressed: length });
       if (owned) releaseFrame(frame);
     }).catch((error) => this.#fail(error));
     this.#tail = done;

@@ -97,8 +97,11 @@ for (const workers of [0, 2]) {
     assert.equal(sink.bytesIn, input.length);
     assert.equal(sink.bytesOut, compressed.length);
     assert.ok(compressed.length < input.length * 0.8);
-    // One frame per 64 KiB chunk, in order.
-    assert.equal(inner.parts.length, Math.ceil(input.length / 65536));
+    // One frame per 64 KiB chunk, in order, then the seek table.
+    assert.equal(inner.parts.length, Math.ceil(input.length / 65536) + 1);
+    const table = inner.parts[inner.parts.length - 1]!;
+    assert.deepEqual([...table.subarray(0, 4)], [0x5e, 0x2a, 0x4d, 0x18]);
+    assert.deepEqual([...table.subarray(-4)], [0xb1, 0xea, 0x92, 0x8f]);
     assert.deepEqual(await zstdCli(["-d", "-c"], compressed), input);
     await zstdCli(["-t", "-q"], compressed);
     assert.deepEqual(
@@ -126,7 +129,11 @@ Deno.test("zstdSink() keeps at most two chunks in flight (backpressure)", async 
     },
   };
   const chunk = 4096;
-  const sink = zstdSink(inner, 1, { chunkSize: chunk, workers: 1 });
+  const sink = zstdSink(inner, 1, {
+    chunkSize: chunk,
+    workers: 1,
+    seekTable: false,
+  });
   // Fills 2 chunks: both dispatched, the sink has room for nothing more.
   await sink.write(new Uint8Array(2 * chunk).fill(1));
   let third = false;

@@ -159,27 +159,40 @@ export class NbdClient {
   /** Fills `into` from `offset` (requests split at the server's maximum block size). */
   async read(offset: number, into: Uint8Array): Promise<void> {
     this.#checkRange("read", offset, into.length);
-    const step = this.#dataStep();
-    const parts = [];
-    for (let at = 0; at < into.length; at += step) {
-      const part = into.subarray(at, Math.min(at + step, into.length));
-      parts.push(this.#request(NBD_CMD.READ, offset + at, part.length, {
-        into: part,
-      }));
-    }
-    await Promise.all(parts);
+    await this.#inSteps(
+      offset,
+      into,
+      (at, part) =>
+        this.#request(NBD_CMD.READ, at, part.length, { into: part }),
+    );
   }
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     this.#checkRange("write", offset, data.length);
     this.#checkWritable("write", offset, data.length);
+    await this.#inSteps(
+      offset,
+      data,
+      (at, part) =>
+        this.#request(NBD_CMD.WRITE, at, part.length, { payload: part }),
+    );
+  }
+
+  /** One request per piece of `bytes` of at most the server's maximum block size, all in flight at once. */
+  async #inSteps(
+    offset: number,
+    bytes: Uint8Array,
+    send: (offset: number, part: Uint8Array) => Promise<unknown>,
+  ): Promise<void> {
     const step = this.#dataStep();
     const parts = [];
-    for (let at = 0; at < data.length; at += step) {
-      const part = data.subarray(at, Math.min(at + step, data.length));
-      parts.push(this.#request(NBD_CMD.WRITE, offset + at, part.length, {
-        payload: part,
-      }));
+    for (let at = 0; at < bytes.length; at += step) {
+      parts.push(
+        send(
+          offset + at,
+          bytes.subarray(at, Math.min(at + step, bytes.length)),
+        ),
+      );
     }
     await Promise.all(parts);
   }

@@ -1,12 +1,15 @@
 import { describeFsError, openArchiveFileHandle } from "../io/input.ts";
 import { FileRandomAccess, type RandomAccess } from "../io/random_access.ts";
 import { looksLikeZstd, ZSTD_MAGIC_SIZE } from "../io/zstd_format.ts";
+import { ZstdRandomAccess } from "../io/zstd_random_access.ts";
 import { VmaError } from "../vma/errors.ts";
 
 /**
  * Opens an archive file for reads at any offset. A plain `.vma` is read as
- * it is. A `.vma.zst` is refused with a message saying how to serve it (one
- * zstd stream cannot be read at random without decompressing from the start).
+ * it is; a `.vma.zst` written by vmabak through its seek table (one frame
+ * decompressed per read). Any other `.vma.zst` is refused with a message
+ * saying how to serve it (a zstd stream without a seek table cannot be read
+ * at random without decompressing from its start).
  */
 export async function openRandomAccessArchive(
   path: string,
@@ -29,11 +32,17 @@ export async function openRandomAccessArchive(
       { cause: error },
     );
   }
-  if (looksLikeZstd(head)) {
-    file.close();
-    throw new VmaError(
-      `Cannot serve ${path}: a zstd archive without a seek table cannot be read at random; decompress it first (zstd -d ${path})`,
-    );
+  const plain = new FileRandomAccess(path, file, size);
+  if (!looksLikeZstd(head)) return plain;
+  try {
+    const seekable = await ZstdRandomAccess.open(plain);
+    if (seekable !== null) return seekable;
+  } catch (error) {
+    plain.close();
+    throw error;
   }
-  return new FileRandomAccess(path, file, size);
+  plain.close();
+  throw new VmaError(
+    `Cannot serve ${path}: a zstd archive without a seek table (one written by the zstd tool or vzdump) cannot be read at random; decompress it first (zstd -d ${path})`,
+  );
 }

@@ -101,7 +101,12 @@ export async function startServe(
     const indexMs = performance.now() - start;
     const [index, ...bases] = indexes as [ArchiveIndex, ...ArchiveIndex[]];
     const exports = archiveExports(index, path, bases);
-    const server = await NbdServer.listen({ ...listen, exports });
+    // nbdcopy keeps 64 requests in flight per connection.
+    const server = await NbdServer.listen({
+      ...listen,
+      exports,
+      maxInFlight: 64,
+    });
     return { server, index, bases, exports, indexMs };
   } catch (error) {
     for (const i of indexes) i.source.close();

@@ -1,3 +1,5 @@
+import { concatBytes } from "../io/concat.ts";
+
 /** An in-memory ByteSink for tests; `stream()` replays it in odd chunk sizes. */
 export class MemorySink {
   chunks: Uint8Array[] = [];
@@ -6,13 +8,7 @@ export class MemorySink {
     return Promise.resolve();
   }
   bytes(): Uint8Array {
-    const out = new Uint8Array(this.chunks.reduce((a, c) => a + c.length, 0));
-    let at = 0;
-    for (const c of this.chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    return out;
+    return concatBytes(this.chunks);
   }
   stream(): ReadableStream<Uint8Array> {
     const bytes = this.bytes();

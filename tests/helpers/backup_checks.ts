@@ -1,7 +1,7 @@
 /** Checks shared by the backup tests: the VM is clean, archives equal the truth, fleecing files are gone. */
 import assert from "node:assert/strict";
 import type { DiskSpec, TestVm } from "./qemu_vm.ts";
-import { MAIN, run, vmabak } from "./run.ts";
+import { assertSameRaw, spawnVmabak, vmabak } from "./run.ts";
 
 export const MiB = 1024 * 1024;
 
@@ -55,16 +55,7 @@ export async function assertArchiveEquals(
   const x = await vmabak(["extract", archive, out]);
   assert.equal(x.code, 0, x.stderr);
   for (const [i, t] of truth.entries()) {
-    const r = await run("qemu-img", [
-      "compare",
-      "-f",
-      "raw",
-      "-F",
-      "raw",
-      t,
-      `${out}/disk-${names[i]}.raw`,
-    ]);
-    assert.equal(r.code, 0, `disk ${names[i]}: ${r.text}${r.stderr}`);
+    await assertSameRaw(t, `${out}/disk-${names[i]}.raw`, `disk ${names[i]}`);
   }
   await Deno.remove(out, { recursive: true });
 }
@@ -111,12 +102,10 @@ export function spawnSlowBackup(
   out: string,
 ): SlowBackup {
   const slow = new URL("./slow_cat.ts", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args, "-o", "-"],
-    stdin: "null",
+  const child = spawnVmabak([...args, "-o", "-"], {
     stdout: "piped",
     stderr: "piped",
-  }).spawn();
+  });
   const reader = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", slow, String(rate), out],
     stdin: "piped",

@@ -4,6 +4,7 @@
  * monitor for the test itself (guest writes, checks).
  */
 import { QmpClient } from "../../lib/qmp/client.ts";
+import { haveTool } from "./run.ts";
 
 export interface DiskSpec {
   format: "raw" | "qcow2";
@@ -27,21 +28,7 @@ export interface TestVmOptions {
 export const QEMU = "qemu-system-x86_64";
 
 export async function haveQemu(): Promise<boolean> {
-  try {
-    const a = await new Deno.Command(QEMU, {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    const b = await new Deno.Command("qemu-img", {
-      args: ["--version"],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    return a.success && b.success;
-  } catch {
-    return false;
-  }
+  return await haveTool(QEMU) && await haveTool("qemu-img");
 }
 
 async function sh(cmd: string, args: string[]): Promise<void> {
@@ -145,32 +132,7 @@ export class TestVm {
           f.close();
         }
       }
-      vm.#child = new Deno.Command(QEMU, {
-        args: vm.args,
-        stdin: "null",
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      vm.#status = vm.#child.status;
-      for (let i = 0; i < 100; i++) {
-        try {
-          await Deno.stat(`${dir}/monitor.sock`);
-          await Deno.stat(vm.qmpPath);
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
-      // The socket file exists from bind(); a loaded host can still refuse before listen().
-      for (let i = 0;; i++) {
-        try {
-          vm.monitor = await QmpClient.connect(`${dir}/monitor.sock`);
-          break;
-        } catch (error) {
-          if (i >= 50) throw error;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-      }
+      await vm.#launch();
       if (!options.paused) await vm.monitor.execute("cont");
       return vm;
     } catch (error) {
@@ -229,6 +191,12 @@ export class TestVm {
     await this.#child.stderr.cancel().catch(() => {});
     await Deno.remove(this.qmpPath).catch(() => {});
     await Deno.remove(`${this.dir}/monitor.sock`).catch(() => {});
+    await this.#launch();
+    await this.monitor.execute("cont");
+  }
+
+  /** Spawns QEMU on `args` and connects the test's own monitor; the guest is not yet running. */
+  async #launch(): Promise<void> {
     this.#child = new Deno.Command(QEMU, {
       args: this.args,
       stdin: "null",
@@ -245,8 +213,16 @@ export class TestVm {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    this.monitor = await QmpClient.connect(`${this.dir}/monitor.sock`);
-    await this.monitor.execute("cont");
+    // The socket file exists from bind(); a loaded host can still refuse before listen().
+    for (let i = 0;; i++) {
+      try {
+        this.monitor = await QmpClient.connect(`${this.dir}/monitor.sock`);
+        break;
+      } catch (error) {
+        if (i >= 50) throw error;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   kill(): void {
@@ -268,4 +244,12 @@ export class TestVm {
     }
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
+}
+
+/** The migration capabilities a QEMU has on, by name. */
+export async function migrationCapsOn(qmp: QmpClient): Promise<string[]> {
+  const caps = await qmp.execute<{ capability: string; state: boolean }[]>(
+    "query-migrate-capabilities",
+  );
+  return caps.filter((c) => c.state).map((c) => c.capability);
 }

@@ -1,4 +1,5 @@
 /** Runs vmabak (main.ts, or the file in VMABAK_ENTRY) and external tools as subprocesses, for tests. */
+import assert from "node:assert/strict";
 
 export const MAIN = new URL("../../main.ts", import.meta.url).pathname;
 export const FIXTURE =
@@ -59,6 +60,23 @@ export function vmabak(
   return run(Deno.execPath(), ["run", "-A", MAIN, ...args], options);
 }
 
+/** `deno run -A main.ts ARGS...` as a child process; stdin, stdout and stderr as given (default "null"). */
+export function spawnVmabak(
+  args: string[],
+  stdio: {
+    stdin?: "piped" | "null";
+    stdout?: "piped" | "null";
+    stderr?: "piped" | "null";
+  } = {},
+): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    stdin: stdio.stdin ?? "null",
+    stdout: stdio.stdout ?? "null",
+    stderr: stdio.stderr ?? "null",
+  }).spawn();
+}
+
 /** A bash pipeline; `$VMABAK` expands to the vmabak command. */
 export function sh(script: string, cwd?: string): Promise<RunResult> {
   return run("bash", [
@@ -113,4 +131,21 @@ export async function havePveVma(): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** `qemu-img ARGS...`, asserted to succeed. */
+export async function qemuImg(args: string[]): Promise<void> {
+  const r = await run("qemu-img", args);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+/** Asserts `qemu-img compare -f raw -F raw A B` finds the two images equal; `what` leads the failure message. */
+export async function assertSameRaw(
+  a: string,
+  b: string,
+  what?: string,
+): Promise<void> {
+  const r = await run("qemu-img", ["compare", "-f", "raw", "-F", "raw", a, b]);
+  const why = `${r.text}${r.stderr}`;
+  assert.equal(r.code, 0, what === undefined ? why : `${what}: ${why}`);
 }

@@ -4,6 +4,7 @@
  * than their recorded size. Checksums are always right, so the reader gets
  * past them to the rule under test.
  */
+import { concatBytes } from "../../lib/io/concat.ts";
 import { encodeHeader, md5 } from "../../lib/vma/header.ts";
 import {
   encodeBlockInfo,
@@ -93,13 +94,7 @@ export function buildArchive(spec: BuildArchive): Uint8Array {
     head.set(md5(head), VMA_EXTENT.md5sum);
     parts.push(head, ...data);
   }
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** A small valid archive: one config, one 3-cluster disk, all stored. */

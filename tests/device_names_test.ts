@@ -1,0 +1,123 @@
+/**
+ * Device names across a chain: an incremental keeps the names of its base,
+ * also when the base was written with QEMU names (before drive-<virtdev>,
+ * or with a user config mapping them), and its stored qemu-server.conf maps
+ * those names so that Proxmox's restore still finds every device.
+ */
+import assert from "node:assert/strict";
+import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { MiB } from "./helpers/backup_checks.ts";
+import { run, vmabak } from "./helpers/run.ts";
+import { checkPveArchive } from "../lib/proxmox/check.ts";
+import { VmaReader } from "../lib/vma/reader.ts";
+import { openArchiveInput } from "../lib/io/input.ts";
+
+const HAVE = await haveQemu();
+
+async function header(path: string) {
+  const reader = await VmaReader.open(
+    await openArchiveInput(path, new ReadableStream()),
+  );
+  await reader.close();
+  return reader.header;
+}
+
+async function truthNow(vm: TestVm, suffix: string): Promise<string[]> {
+  await vm.monitor.execute("stop");
+  try {
+    return await vm.snapshotDisks(suffix);
+  } finally {
+    await vm.monitor.execute("cont");
+  }
+}
+
+async function mustBackup(vm: TestVm, out: string, ...extra: string[]) {
+  const r = await vmabak(["backup", "--qmp", vm.qmpPath, "-o", out, ...extra]);
+  assert.equal(r.code, 0, r.stderr);
+}
+
+/** Device names and map lines' device names of an archive; checks Proxmox's rules. */
+async function names(archive: string) {
+  const h = await header(archive);
+  const conf = h.configs.find((c) => c.name === "qemu-server.conf")!;
+  checkPveArchive(conf.data, h.devices);
+  const maps = new TextDecoder().decode(conf.data).split("\n")
+    .filter((l) => l.startsWith("#qmdump#map:")).map((l) => l.split(":")[2]);
+  return { devices: h.devices.map((d) => d.name), maps };
+}
+
+async function assertChainEquals(
+  chain: string[],
+  truth: string[],
+  dev: string[],
+) {
+  const [last, ...bases] = [...chain].reverse();
+  const out = `${last}.x`;
+  const x = await vmabak([
+    "extract",
+    last!,
+    ...bases.flatMap((b) => ["--base", b]),
+    out,
+  ]);
+  assert.equal(x.code, 0, x.stderr);
+  for (const [i, t] of truth.entries()) {
+    const r = await run("cmp", [t, `${out}/disk-${dev[i]}.raw`]);
+    assert.equal(r.code, 0, `${last} ${dev[i]}: ${r.text}${r.stderr}`);
+  }
+}
+
+Deno.test({
+  name:
+    "an incremental keeps its base's device names: QEMU names after a base that had them, drive-<virtdev> after one that had those",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [
+        { format: "qcow2", size: 4 * MiB, fill: ["write -P 0x21 0 1M"] },
+        { format: "qcow2", size: 2 * MiB },
+      ],
+    });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      // A base with QEMU names: a user config mapping them.
+      const conf = a("qemu-server.conf");
+      await Deno.writeTextFile(
+        conf,
+        "virtio0: local:vm-1-disk-0\nvirtio1: local:vm-1-disk-1\n#qmdump#map:virtio0:drive0::raw:\n#qmdump#map:virtio1:drive1::raw:\n",
+      );
+      await mustBackup(vm, a("old.vma"), "-c", conf);
+      assert.deepEqual(await names(a("old.vma")), {
+        devices: ["drive0", "drive1"],
+        maps: ["drive0", "drive1"],
+      });
+      await vm.guestWrite(0, 0x22, 2 * MiB, 64 * 1024);
+      await vm.guestWrite(1, 0x23, 0, 64 * 1024);
+      const t1 = await truthNow(vm, "1");
+      // Generated config, names of the base.
+      await mustBackup(vm, a("old1.vma"), "--since", a("old.vma"));
+      assert.deepEqual(await names(a("old1.vma")), {
+        devices: ["drive0", "drive1"],
+        maps: ["drive0", "drive1"],
+      });
+      await assertChainEquals([a("old.vma"), a("old1.vma")], t1, [
+        "drive0",
+        "drive1",
+      ]);
+
+      // A new chain: drive-<virtdev>, kept by its incrementals.
+      await mustBackup(vm, a("new.vma"));
+      const fresh = {
+        devices: ["drive-virtio0", "drive-virtio1"],
+        maps: ["drive-virtio0", "drive-virtio1"],
+      };
+      assert.deepEqual(await names(a("new.vma")), fresh);
+      await vm.guestWrite(0, 0x24, 3 * MiB, 64 * 1024);
+      const t2 = await truthNow(vm, "2");
+      await mustBackup(vm, a("new1.vma"), "--since", a("new.vma"));
+      assert.deepEqual(await names(a("new1.vma")), fresh);
+      await assertChainEquals([a("new.vma"), a("new1.vma")], t2, fresh.devices);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
