@@ -118,13 +118,22 @@ try {
   console.log(
     "== comparing the restored disks with the truth (qemu-img compare)",
   );
-  ok = true;
+  // One raw file per disk, named after its VMA device (disk-drive-virtio0.raw
+  // ...): in the VM's disk order.
+  const files = [...Deno.readDirSync(`${vm.dir}/restored`)]
+    .map((e) => e.name)
+    .filter((n) => /^disk-.+\.raw$/.test(n))
+    .sort();
+  ok = files.length === truth.length;
+  if (!ok) {
+    console.log(`expected ${truth.length} restored disks, got: ${files}`);
+  }
   for (const [i, t] of truth.entries()) {
-    const restored = `${vm.dir}/restored/disk-drive${i}.raw`;
+    const restored = `${vm.dir}/restored/${files[i]}`;
     const equal = await same(t, restored);
     const changed = !(await same(t, after[i]!));
     console.log(
-      `disk drive${i}: restored ${
+      `disk ${files[i]}: restored ${
         equal ? "EQUALS" : "DIFFERS FROM"
       } the disk at backup start` +
         ` (the live disk ${changed ? "has changed since" : "did not change"})`,
