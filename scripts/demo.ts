@@ -21,6 +21,30 @@ async function vmabak(args: string[]): Promise<void> {
   if (!r.success) throw new Error(`vmabak ${args[0]} failed`);
 }
 
+/**
+ * Echoes a child's stderr to ours; resolves true at vmabak's "backup:
+ * started" line (echoing goes on after), false if the stream ends first.
+ */
+function echoUntilStarted(
+  stream: ReadableStream<Uint8Array>,
+): Promise<boolean> {
+  return new Promise((resolve) => {
+    (async () => {
+      const decoder = new TextDecoder();
+      let tail = "";
+      let started = false;
+      for await (const chunk of stream) {
+        Deno.stderr.writeSync(chunk);
+        if (started) continue;
+        tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4096);
+        started = /backup: started/.test(tail);
+        if (started) resolve(true);
+      }
+      resolve(false);
+    })();
+  });
+}
+
 async function same(a: string, b: string): Promise<boolean> {
   return (await new Deno.Command("qemu-img", {
     args: ["compare", "-q", "-f", "raw", "-F", "raw", a, b],
@@ -66,9 +90,13 @@ try {
       "--speed",
       "16M",
     ],
-    stderr: "inherit",
+    stderr: "piped",
   }).spawn();
-  await new Promise((r) => setTimeout(r, 1000));
+  // The guest writes only once vmabak says the backup's instant is fixed.
+  if (!(await echoUntilStarted(child.stderr))) {
+    await child.status;
+    throw new Error('backup ended before it said "backup: started"');
+  }
   console.log(
     "== the guest writes while the backup runs (through its virtio devices)",
   );
@@ -90,13 +118,22 @@ try {
   console.log(
     "== comparing the restored disks with the truth (qemu-img compare)",
   );
-  ok = true;
+  // One raw file per disk, named after its VMA device (disk-drive-virtio0.raw
+  // ...): in the VM's disk order.
+  const files = [...Deno.readDirSync(`${vm.dir}/restored`)]
+    .map((e) => e.name)
+    .filter((n) => /^disk-.+\.raw$/.test(n))
+    .sort();
+  ok = files.length === truth.length;
+  if (!ok) {
+    console.log(`expected ${truth.length} restored disks, got: ${files}`);
+  }
   for (const [i, t] of truth.entries()) {
-    const restored = `${vm.dir}/restored/disk-drive${i}.raw`;
+    const restored = `${vm.dir}/restored/${files[i]}`;
     const equal = await same(t, restored);
     const changed = !(await same(t, after[i]!));
     console.log(
-      `disk drive${i}: restored ${
+      `disk ${files[i]}: restored ${
         equal ? "EQUALS" : "DIFFERS FROM"
       } the disk at backup start` +
         ` (the live disk ${changed ? "has changed since" : "did not change"})`,

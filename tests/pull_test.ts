@@ -272,6 +272,7 @@ Deno.test({
       console.log(line);
       assert.match(line, new RegExp(`fleecing image in ${fl}`));
       assert.match(line, /full|too slow/);
+      assert.match(line, /--fleecing-dir/);
       // What reached the consumer is no archive.
       assert.notEqual((await vmabak(["verify", `${vm.dir}/b.vma`])).code, 0);
       assert.deepEqual(vmabakFiles(fl), []);

@@ -149,11 +149,14 @@ for (const mode of ["pull", "push"]) {
             .status,
           "running",
         );
-        await new Promise((r) => setTimeout(r, 300));
-        assert.ok(
-          (await ramCounter(restored.qmp)) > restored.ramAtLoad,
-          "the restored guest runs on",
-        );
+        // The guest runs on: its RAM counter passes the loaded value (polled
+        // for up to 10 s: a loaded 2-core host can be slow to schedule it).
+        let ranOn = false;
+        for (let i = 0; i < 100 && !ranOn; i++) {
+          ranOn = (await ramCounter(restored.qmp)) > restored.ramAtLoad;
+          if (!ranOn) await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(ranOn, "the restored guest runs on");
       } finally {
         if (restored) {
           await restored.qmp.close();

@@ -17,6 +17,8 @@ import {
 import { readDisk, SnapshotBrokenError } from "./pull_reader.ts";
 import type { ClusterSet } from "../chain/cluster_set.ts";
 import type { NbdClient } from "../nbd/client.ts";
+import { NbdRequestError } from "../nbd/errors.ts";
+import { NBD_E } from "../nbd/format.ts";
 import {
   changedClusters,
   type ChangedDisk,
@@ -57,7 +59,18 @@ export class PullPath implements DataPath {
 
   async prepare(): Promise<void> {
     for (const d of this.#ctx.disks) {
-      await addFleecingImage(this.#ctx, d, this.#options);
+      try {
+        await addFleecingImage(this.#ctx, d, this.#options);
+      } catch (error) {
+        throw new Error(
+          `${
+            (error as Error).message
+          } (fleecing directory ${this.#options.dir}); ${
+            advice(this.#options.dir)
+          }`,
+          { cause: error },
+        );
+      }
     }
   }
 
@@ -144,14 +157,43 @@ export class PullPath implements DataPath {
           },
         });
       } catch (error) {
-        if (error instanceof SnapshotBrokenError) {
-          throw new Error(
-            `Cannot back up disk ${d.disk.name}: QEMU broke its snapshot because the fleecing image in ${this.#options.dir} could not take the guest's writes (the directory is full, or too slow for ${this.#options.cbwTimeout} s); free space there or choose another with --fleecing-dir, or back up with --mode push`,
-            { cause: error },
-          );
-        }
-        throw error;
+        throw fleecingFailure(error, d.disk.name, this.#options);
       }
     }
   }
+}
+
+function advice(dir: string): string {
+  return `free space in ${dir} or choose another directory with --fleecing-dir, or back up with --mode push`;
+}
+
+/**
+ * A failure of the snapshot's export, told as what it is: the fleecing
+ * image in `dir` could not take the guest's old data (full, too slow, or
+ * failing), with the directory and what to do. Other errors pass as they are.
+ */
+function fleecingFailure(
+  error: unknown,
+  disk: string,
+  options: PullOptions,
+): unknown {
+  const dir = options.dir;
+  if (error instanceof SnapshotBrokenError) {
+    return new Error(
+      `Cannot back up disk ${disk}: QEMU broke its snapshot because the fleecing image in ${dir} could not take the guest's writes (the directory is full, or too slow for ${options.cbwTimeout} s); ${
+        advice(dir)
+      }`,
+      { cause: error },
+    );
+  }
+  if (error instanceof NbdRequestError) {
+    const why = error.errno === NBD_E.NOSPC
+      ? `the fleecing image in ${dir} could not grow, the directory is full`
+      : `the fleecing image in ${dir} failed`;
+    return new Error(
+      `Cannot back up disk ${disk}: ${why} (${error.message}); ${advice(dir)}`,
+      { cause: error },
+    );
+  }
+  return error;
 }

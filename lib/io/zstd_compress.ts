@@ -13,6 +13,8 @@ export interface CompressedChunk {
   frame: Uint8Array;
   /** The input buffer, handed back for reuse. */
   buffer: ArrayBuffer;
+  /** True when nothing else uses `frame.buffer`: it may be freed once written. */
+  owned: boolean;
 }
 
 /** Turns `buffer[0, length)` into one frame; the buffer is lent, then returned. */
@@ -53,7 +55,7 @@ export function inlineCompressor(level: number): ChunkCompressor {
           new Uint8Array(buffer, 0, length),
           options,
         );
-        return Promise.resolve({ frame, buffer });
+        return Promise.resolve({ frame, buffer, owned: false });
       } catch (error) {
         return Promise.reject(error);
       }
@@ -76,12 +78,10 @@ self.onmessage = (event) => {
         [constants.ZSTD_c_checksumFlag]: 1,
       },
     });
-    const whole = out.byteOffset === 0 && out.byteLength === out.buffer.byteLength;
-    // A copy (Buffer.prototype.slice would share the big buffer).
-    const frame = whole ? out : Uint8Array.prototype.slice.call(out);
-    // Free the output buffer now: V8 collects external memory late.
-    if (!whole && out.buffer.byteLength >= 65536) out.buffer.transfer(0);
-    self.postMessage({ id, frame, buffer }, [frame.buffer, buffer]);
+    // The output buffer was made for this frame alone (chunkSize above the
+    // frame's bound): hand it over as is, no copy; the sink frees it once written.
+    const frame = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+    self.postMessage({ id, frame, buffer }, [out.buffer, buffer]);
   } catch (error) {
     self.postMessage({ id, error: String(error && error.message || error), buffer }, [buffer]);
   }
@@ -141,7 +141,9 @@ export function workerCompressor(
         };
         if (data.error !== undefined || data.frame === undefined) {
           job?.reject(new ZstdError(`Cannot compress: ${data.error}`));
-        } else job?.resolve({ frame: data.frame, buffer: data.buffer });
+        } else {
+          job?.resolve({ frame: data.frame, buffer: data.buffer, owned: true });
+        }
         pump();
       };
       slot.worker.onerror = (event: ErrorEvent) => {

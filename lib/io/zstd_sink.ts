@@ -154,13 +154,13 @@ class ZstdFrameSink implements ZstdSink {
     );
     compressed.catch(() => {}); // handled in the chain below
     const done = this.#tail.then(async () => {
-      const { frame, buffer } = await compressed;
+      const { frame, buffer, owned } = await compressed;
       if (buffer.byteLength === this.#chunkSize) this.#free.push(buffer);
       if (this.#state === "failed") return;
       await this.#inner.write(frame);
       this.bytesOut += frame.length;
       this.#frames?.push({ compressed: frame.length, decompressed: length });
-      releaseFrame(frame);
+      if (owned) releaseFrame(frame);
     }).catch((error) => this.#fail(error));
     this.#tail = done;
     this.#inFlight.push(done);
@@ -169,18 +169,13 @@ class ZstdFrameSink implements ZstdSink {
 
 /**
  * Frees a frame's memory now rather than at the next garbage collection:
- * frames are new 4 MiB buffers, and V8 collects external memory late
- * (without this, a compressed backup peaked at about 250 MiB). Only a frame
- * that owns its whole buffer is detached; the inner sink is done with it.
+ * frames come in new 4 MiB buffers, and V8 collects external memory late
+ * (without this, a compressed backup peaked at about 250 MiB). Only for a
+ * frame whose buffer nothing else uses; the inner sink is done with it.
  */
 function releaseFrame(frame: Uint8Array): void {
   const buffer = frame.buffer as ArrayBuffer & {
     transfer?: (length: number) => ArrayBuffer;
   };
-  if (
-    frame.byteOffset === 0 && frame.byteLength === buffer.byteLength &&
-    typeof buffer.transfer === "function"
-  ) {
-    buffer.transfer(0);
-  }
+  if (typeof buffer.transfer === "function") buffer.transfer(0);
 }

@@ -3,7 +3,7 @@
  * is in server_handshake.ts, the requests in server_transmission.ts, every
  * byte layout in handshake.ts and transmission.ts.
  */
-import { EndOfStreamError, ExactReader } from "../io/read_exact.ts";
+import { EndOfStreamError } from "../io/read_exact.ts";
 import { NbdError } from "./errors.ts";
 import {
   NBD_FLAG_C_FIXED_NEWSTYLE,
@@ -15,6 +15,7 @@ import {
 import { decodeClientFlags, encodeGreeting } from "./handshake.ts";
 import { type NbdExport, negotiateServer } from "./server_handshake.ts";
 import { transmit } from "./server_transmission.ts";
+import { SocketReader } from "./socket_reader.ts";
 
 export type { NbdExport, NbdExportHandler } from "./server_handshake.ts";
 export type { BlockExtent } from "./transmission.ts";
@@ -143,7 +144,9 @@ export class NbdServer {
   }
 
   async #serve(conn: Deno.Conn): Promise<void> {
-    const input = new ExactReader(conn.readable);
+    // Reads into one reused buffer (and write payloads straight into pooled
+    // ones): `conn.readable` would allocate a new chunk per read.
+    const input = new SocketReader(conn);
     let writing = Promise.resolve();
     const send = (bytes: Uint8Array): Promise<void> => {
       writing = writing.then(async () => {

@@ -1,5 +1,5 @@
 /** The server side of the NBD handshake (fixed newstyle): options in, a chosen export out. */
-import type { ExactReader } from "../io/read_exact.ts";
+import type { ByteReader } from "../io/read_exact.ts";
 import { NbdError } from "./errors.ts";
 import {
   BASE_ALLOCATION,
@@ -98,7 +98,7 @@ export function exportFlags(exp: NbdExport): number {
  * only answer to that is to hang up).
  */
 export async function negotiateServer(
-  input: ExactReader,
+  input: ByteReader,
   send: (b: Uint8Array) => Promise<void>,
   opts: { exports: Map<string, NbdExport>; noZeroes: boolean },
 ): Promise<Session | null> {

@@ -1,5 +1,5 @@
 /** The server side of the NBD transmission phase: requests in, replies out, for one connection. */
-import type { ExactReader } from "../io/read_exact.ts";
+import type { ByteReader } from "../io/read_exact.ts";
 import { NbdError } from "./errors.ts";
 import {
   BLOCK_SIZE_MAX,
@@ -50,7 +50,7 @@ class HandlerFailure {
  * so a slow handler slows the client down instead of filling memory.
  */
 export async function transmit(
-  input: ExactReader,
+  input: ByteReader,
   send: (b: Uint8Array) => Promise<void>,
   session: Session,
   opts: TransmitOptions,

@@ -88,6 +88,11 @@ export function encodeBlockInfo({ mask, devId, cluster }: BlockInfo): bigint {
     BigInt(cluster >>> 0);
 }
 
+/** The high 32 bits of `encodeBlockInfo`'s word (the low ones are the cluster). */
+export function blockInfoHigh(mask: number, devId: number): number {
+  return (((mask & 0xffff) << 16) | (devId & 0xff)) >>> 0;
+}
+
 export function decodeBlockInfo(
   word: bigint,
 ): BlockInfo & { reserved: number } {

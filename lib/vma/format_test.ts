@@ -72,6 +72,12 @@ Deno.test("encodeBlockInfo() packs mask 63..48, dev_id 39..32, cluster 31..0", (
     devId: 2,
     cluster: 7,
   });
+  for (const [mask, devId] of [[0xffff, 255], [0x8001, 2], [0, 1]]) {
+    assert.equal(
+      BigInt(F.blockInfoHigh(mask!, devId!)),
+      F.encodeBlockInfo({ mask: mask!, devId: devId!, cluster: 0 }) >> 32n,
+    );
+  }
   assert.equal(F.maskBlockCount(0xffff), 16);
   assert.equal(F.maskBlockCount(0x8001), 2);
 });
