@@ -10,6 +10,14 @@ export interface RandomAccess {
 
 /** Reads running at once (each on its own handle, on Deno's thread pool). */
 const HANDLES = 8;
+/** Times the oldest waiting read may be passed over for one that needs no seek. */
+const MAX_PASSED = 8;
+
+interface Waiter {
+  offset: number;
+  resolve(file: Deno.FsFile): void;
+  passed: number;
+}
 
 /**
  * A file read at any offset. Deno has no pread, so each read in flight owns
@@ -22,7 +30,9 @@ export class FileRandomAccess implements RandomAccess {
   #path: string;
   #free: Deno.FsFile[] = [];
   #all: Deno.FsFile[] = [];
-  #waiting: ((file: Deno.FsFile) => void)[] = [];
+  /** Where each handle's file position is (a read there needs no seek). */
+  #at = new Map<Deno.FsFile, number>();
+  #waiting: Waiter[] = [];
   #closed = false;
 
   /** `file` is an open handle of `path` (more are opened as reads overlap). */
@@ -33,21 +43,37 @@ export class FileRandomAccess implements RandomAccess {
     this.size = size;
   }
 
-  async #acquire(): Promise<Deno.FsFile> {
-    const file = this.#free.pop();
-    if (file !== undefined) return file;
-    if (this.#all.length < HANDLES) {
-      const opened = await Deno.open(this.#path, { read: true });
-      this.#all.push(opened);
-      return opened;
+  async #acquire(offset: number): Promise<Deno.FsFile> {
+    const i = this.#free.findIndex((f) => this.#at.get(f) === offset);
+    if (i >= 0) return this.#free.splice(i, 1)[0]!;
+    if (this.#free.length > 0 || this.#all.length >= HANDLES) {
+      return this.#free.pop() ??
+        await new Promise((resolve) =>
+          this.#waiting.push({ offset, resolve, passed: 0 })
+        );
     }
-    return await new Promise((resolve) => this.#waiting.push(resolve));
+    const opened = await Deno.open(this.#path, { read: true });
+    this.#all.push(opened);
+    return opened;
   }
 
+  /**
+   * Hands `file` to a waiting read: preferably one that continues where the
+   * file stands (no seek), unless the oldest waiter was passed over too often.
+   */
   #release(file: Deno.FsFile): void {
-    const next = this.#waiting.shift();
-    if (next !== undefined) next(file);
-    else this.#free.push(file);
+    const head = this.#waiting[0];
+    if (head === undefined) {
+      this.#free.push(file);
+      return;
+    }
+    const at = this.#at.get(file);
+    let i = head.passed < MAX_PASSED
+      ? this.#waiting.findIndex((w) => w.offset === at)
+      : 0;
+    if (i < 0) i = 0;
+    if (i > 0) head.passed++;
+    this.#waiting.splice(i, 1)[0]!.resolve(file);
   }
 
   async readAt(offset: number, into: Uint8Array): Promise<void> {
@@ -59,9 +85,13 @@ export class FileRandomAccess implements RandomAccess {
       );
     }
     if (this.#closed) throw new Deno.errors.BadResource("file closed");
-    const file = await this.#acquire();
+    const file = await this.#acquire(offset);
+    const at = this.#at.get(file);
+    this.#at.delete(file); // unknown until the read completes
     try {
-      await file.seek(offset, Deno.SeekMode.Start);
+      if (at !== offset) {
+        await file.seek(offset, Deno.SeekMode.Start);
+      }
       let done = 0;
       while (done < into.length) {
         const n = await file.read(into.subarray(done));
@@ -70,6 +100,7 @@ export class FileRandomAccess implements RandomAccess {
         }
         done += n;
       }
+      this.#at.set(file, offset + done);
     } finally {
       this.#release(file);
     }

@@ -28,6 +28,8 @@ import {
 const MAX_REQUEST_LENGTH = BLOCK_SIZE_MAX;
 /** Write payloads up to this size (QEMU's block-copy sends 1 MiB) use pooled buffers. */
 const POOLED_PAYLOAD = 1024 * 1024;
+/** Read replies up to this payload size go out of pooled buffers. */
+const POOLED_REPLY = 1024 * 1024;
 /** Most descriptors in one block status reply. */
 const MAX_DESCRIPTORS = 64 * 1024;
 
@@ -77,26 +79,34 @@ export async function transmit(
     }
   };
 
+  // Read replies: header and payload in one reused buffer, one write each.
+  const replies = new ReplyPool(
+    structuredReplies ? NBD_SIZE.structuredReply + 8 : NBD_SIZE.simpleReply,
+    opts.maxInFlight,
+  );
   const read = async (r: Request): Promise<void> => {
     if (h.read === undefined) return await replyError(r, NBD_E.INVAL);
-    const head = structuredReplies
-      ? NBD_SIZE.structuredReply + 8
-      : NBD_SIZE.simpleReply;
-    const out = new Uint8Array(head + r.length);
-    const got = await call(() => h.read!(r.offset, out.subarray(head)));
-    if (got instanceof HandlerFailure) {
-      return await replyError(r, got.errno, "read failed");
+    const out = replies.take(r.length);
+    try {
+      const got = await call(() =>
+        h.read!(r.offset, out.subarray(replies.head))
+      );
+      if (got instanceof HandlerFailure) {
+        return await replyError(r, got.errno, "read failed");
+      }
+      out.set(
+        structuredReplies
+          ? encodeOffsetDataHeader(r.cookie, {
+            flags: NBD_REPLY_FLAG_DONE,
+            offset: r.offset,
+            dataLength: r.length,
+          })
+          : encodeSimpleReply(r.cookie, 0),
+      );
+      await send(out);
+    } finally {
+      replies.give(out);
     }
-    out.set(
-      structuredReplies
-        ? encodeOffsetDataHeader(r.cookie, {
-          flags: NBD_REPLY_FLAG_DONE,
-          offset: r.offset,
-          dataLength: r.length,
-        })
-        : encodeSimpleReply(r.cookie, 0),
-    );
-    await send(out);
   };
 
   const blockStatus = async (r: Request): Promise<void> => {
@@ -226,4 +236,40 @@ export async function transmit(
     inFlight.add(task);
   }
   await Promise.allSettled([...inFlight]);
+}
+
+/**
+ * Reply buffers (`head` bytes of header, then the payload) reused per
+ * connection: a read reply costs no allocation and no zero fill. Buffers
+ * come in power-of-two payload sizes up to POOLED_REPLY; each size keeps at
+ * most `keep` buffers (no more are in flight at once).
+ */
+class ReplyPool {
+  #free = new Map<number, Uint8Array[]>();
+
+  constructor(readonly head: number, readonly keep: number) {}
+
+  /** A buffer of exactly `head + length` bytes (its contents are stale). */
+  take(length: number): Uint8Array {
+    if (length > POOLED_REPLY) return new Uint8Array(this.head + length);
+    const size = capacity(length);
+    const buffer = this.#free.get(size)?.pop() ??
+      new Uint8Array(this.head + size);
+    return buffer.subarray(0, this.head + length);
+  }
+
+  give(out: Uint8Array): void {
+    const size = out.buffer.byteLength - this.head;
+    if (size > POOLED_REPLY || size !== capacity(size)) return;
+    let list = this.#free.get(size);
+    if (list === undefined) this.#free.set(size, list = []);
+    if (list.length < this.keep) list.push(new Uint8Array(out.buffer));
+  }
+}
+
+/** The power of two at or above `length`, at least 4 KiB. */
+function capacity(length: number): number {
+  let size = 4096;
+  while (size < length) size *= 2;
+  return size;
 }
