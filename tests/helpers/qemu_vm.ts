@@ -58,6 +58,10 @@ export class TestVm {
   monitor!: QmpClient;
   #child!: Deno.ChildProcess;
   #status: Promise<Deno.CommandStatus> | undefined;
+  /** The last 16 KiB QEMU wrote on stderr (read all along: a full pipe would block QEMU). */
+  #stderrTail = "";
+  #stderrDone: Promise<void> = Promise.resolve();
+  #killedByTest = false;
   readonly args: string[];
 
   private constructor(dir: string, options: TestVmOptions) {
@@ -188,7 +192,7 @@ export class TestVm {
     await this.monitor.execute("quit").catch(() => {});
     await this.monitor.close().catch(() => {});
     await this.#status;
-    await this.#child.stderr.cancel().catch(() => {});
+    await this.#stderrDone;
     await Deno.remove(this.qmpPath).catch(() => {});
     await Deno.remove(`${this.dir}/monitor.sock`).catch(() => {});
     await this.#launch();
@@ -204,6 +208,9 @@ export class TestVm {
       stderr: "piped",
     }).spawn();
     this.#status = this.#child.status;
+    this.#killedByTest = false;
+    this.#stderrTail = "";
+    this.#stderrDone = this.#drainStderr(this.#child.stderr);
     for (let i = 0; i < 100; i++) {
       try {
         await Deno.stat(`${this.dir}/monitor.sock`);
@@ -225,7 +232,24 @@ export class TestVm {
     }
   }
 
+  async #drainStderr(stream: ReadableStream<Uint8Array>): Promise<void> {
+    const dec = new TextDecoder();
+    try {
+      for await (const chunk of stream) {
+        this.#stderrTail =
+          (this.#stderrTail + dec.decode(chunk, { stream: true }))
+            .slice(-16384);
+      }
+    } catch { /* cancelled */ }
+  }
+
+  /** What QEMU wrote on stderr lately (its last 16 KiB). */
+  get stderrTail(): string {
+    return this.#stderrTail;
+  }
+
   kill(): void {
+    this.#killedByTest = true;
     try {
       this.#child.kill("SIGKILL");
     } catch { /* gone */ }
@@ -238,9 +262,20 @@ export class TestVm {
   async destroy(): Promise<void> {
     await this.monitor?.close().catch(() => {});
     if (this.#child) {
+      const early = await Promise.race([
+        this.#child.status,
+        Promise.resolve(undefined),
+      ]);
+      if (early !== undefined && !early.success && !this.#killedByTest) {
+        // QEMU died without the test asking: say how, for whoever reads the log.
+        // deno-lint-ignore no-console
+        console.error(
+          `QEMU exited by itself (code ${early.code}, signal ${early.signal}); its stderr ends:\n${this.#stderrTail}`,
+        );
+      }
       this.kill();
       await this.#child.status.catch(() => {});
-      await this.#child.stderr.cancel().catch(() => {});
+      await this.#stderrDone;
     }
     await Deno.remove(this.dir, { recursive: true }).catch(() => {});
   }
