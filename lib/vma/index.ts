@@ -52,7 +52,8 @@ export class ArchiveIndex {
   readonly source: RandomAccess;
   #extents: Float64Array;
   #extentCount: number;
-  #cache = new Map<number, Map<number, ClusterPlace>>();
+  /** Extent headers decoded, or being read (reads of one are shared). */
+  #cache = new Map<number, Promise<Map<number, ClusterPlace>>>();
 
   constructor(
     source: RandomAccess,
@@ -84,15 +85,19 @@ export class ArchiveIndex {
     device: VmaDevice,
     cluster: number,
   ): Promise<ClusterPlace> {
-    let slots = this.#cache.get(extent);
-    if (slots === undefined) {
-      slots = await this.#readSlots(extent);
+    let read = this.#cache.get(extent);
+    if (read === undefined) {
+      read = this.#readSlots(extent);
       if (this.#cache.size >= EXTENT_CACHE) {
         this.#cache.delete(this.#cache.keys().next().value!);
       }
-      this.#cache.set(extent, slots);
+      this.#cache.set(extent, read);
+      // a failed read is not kept: the next request tries again
+      read.catch(() => {
+        if (this.#cache.get(extent) === read) this.#cache.delete(extent);
+      });
     }
-    const place = slots.get(device.id * 2 ** 32 + cluster);
+    const place = (await read).get(device.id * 2 ** 32 + cluster);
     if (place === undefined) {
       throw new VmaError(
         `Cannot read cluster ${cluster}: extent ${extent} does not hold it (the archive changed since it was indexed)`,
