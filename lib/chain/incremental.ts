@@ -10,6 +10,7 @@ import {
 import { ChainError } from "./errors.ts";
 import { clusterCount } from "../vma/format.ts";
 import { parseVmDescription } from "../backup/description.ts";
+import { concatBytes } from "../io/concat.ts";
 
 /** The config that describes a vmabak archive (see lib/backup). */
 export const DESCRIPTION_CONFIG = "vmabak.json";
@@ -167,13 +168,7 @@ function joinConfigs(header: VmaHeader, names: string[]): Uint8Array {
     }
     return c.data;
   });
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }
 
 /** A new incremental's record, and the configs that hold its long runs. */

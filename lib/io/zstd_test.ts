@@ -5,6 +5,7 @@ import {
   ZstdError,
   zstdSink,
 } from "./zstd.ts";
+import { concatBytes } from "./concat.ts";
 
 /** Compressible test bytes: runs of zeros, text-like bytes and noise. */
 function sample(bytes: number, seed = 1): Uint8Array {
@@ -27,13 +28,7 @@ function collectingSink() {
       return Promise.resolve();
     },
     bytes(): Uint8Array {
-      const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-      let at = 0;
-      for (const p of parts) {
-        out.set(p, at);
-        at += p.length;
-      }
-      return out;
+      return concatBytes(parts);
     },
   };
 }
