@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
-import { MiB } from "./helpers/backup_checks.ts";
-import { run, vmabak } from "./helpers/run.ts";
+import { assertChainEquals, MiB } from "./helpers/backup_checks.ts";
+import { vmabak } from "./helpers/run.ts";
 import { checkPveArchive } from "../lib/proxmox/check.ts";
 import { VmaReader } from "../lib/vma/reader.ts";
 import { openArchiveInput } from "../lib/io/input.ts";
@@ -44,26 +44,6 @@ async function names(archive: string) {
   const maps = new TextDecoder().decode(conf.data).split("\n")
     .filter((l) => l.startsWith("#qmdump#map:")).map((l) => l.split(":")[2]);
   return { devices: h.devices.map((d) => d.name), maps };
-}
-
-async function assertChainEquals(
-  chain: string[],
-  truth: string[],
-  dev: string[],
-) {
-  const [last, ...bases] = [...chain].reverse();
-  const out = `${last}.x`;
-  const x = await vmabak([
-    "extract",
-    last!,
-    ...bases.flatMap((b) => ["--base", b]),
-    out,
-  ]);
-  assert.equal(x.code, 0, x.stderr);
-  for (const [i, t] of truth.entries()) {
-    const r = await run("cmp", [t, `${out}/disk-${dev[i]}.raw`]);
-    assert.equal(r.code, 0, `${last} ${dev[i]}: ${r.text}${r.stderr}`);
-  }
 }
 
 Deno.test({

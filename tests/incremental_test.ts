@@ -10,6 +10,7 @@ import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { oneLine, run, vmabak } from "./helpers/run.ts";
 import {
   assertArchiveEquals,
+  assertChainEquals,
   assertVmClean,
   MiB,
   spawnSlowBackup,
@@ -90,28 +91,6 @@ async function bitmaps(vm: TestVm): Promise<string[]> {
 function tracking(vm: TestVm, uuid: string, disks = vm.disks.length) {
   return vm.disks.slice(0, disks).map((d) => `${d.node} vmabak-${uuid}`)
     .sort();
-}
-
-/** `extract LAST --base ... DIR` and compare with the truth. */
-async function assertChainEquals(
-  chain: string[],
-  truth: string[],
-  names: string[],
-) {
-  const [last, ...bases] = [...chain].reverse();
-  const out = `${last}.chain`;
-  const x = await vmabak([
-    "extract",
-    last!,
-    ...bases.flatMap((b) => ["--base", b]),
-    out,
-  ]);
-  assert.equal(x.code, 0, x.stderr);
-  for (const [i, t] of truth.entries()) {
-    const r = await run("cmp", [t, `${out}/disk-${names[i]}.raw`]);
-    assert.equal(r.code, 0, `${last} disk ${names[i]}: ${r.text}${r.stderr}`);
-  }
-  await Deno.remove(out, { recursive: true });
 }
 
 Deno.test({

@@ -1,7 +1,7 @@
 /** Checks shared by the backup tests: the VM is clean, archives equal the truth, fleecing files are gone. */
 import assert from "node:assert/strict";
 import type { DiskSpec, TestVm } from "./qemu_vm.ts";
-import { assertSameRaw, spawnVmabak, vmabak } from "./run.ts";
+import { assertSameRaw, run, spawnVmabak, vmabak } from "./run.ts";
 
 export const MiB = 1024 * 1024;
 
@@ -130,4 +130,29 @@ export function allocated(path: string): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * `extract LAST --base ... DIR` of `chain` (oldest first) gives, for each
+ * device in `names`, the bytes of the file at the same index of `truth`.
+ */
+export async function assertChainEquals(
+  chain: string[],
+  truth: string[],
+  names: string[],
+): Promise<void> {
+  const [last, ...bases] = [...chain].reverse();
+  const out = `${last}.chain`;
+  const x = await vmabak([
+    "extract",
+    last!,
+    ...bases.flatMap((b) => ["--base", b]),
+    out,
+  ]);
+  assert.equal(x.code, 0, x.stderr);
+  for (const [i, t] of truth.entries()) {
+    const r = await run("cmp", [t, `${out}/disk-${names[i]}.raw`]);
+    assert.equal(r.code, 0, `${last} disk ${names[i]}: ${r.text}${r.stderr}`);
+  }
+  await Deno.remove(out, { recursive: true });
 }
