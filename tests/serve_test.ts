@@ -201,20 +201,7 @@ Deno.test({
             [3_000_000, 2_000_000],
           ]
         ) {
-          const r = await run("qemu-io", [
-            "-r",
-            "-f",
-            "raw",
-            s.uri("drive-scsi0"),
-            "-c",
-            `read -v ${off} ${len}`,
-          ]);
-          check(r, "qemu-io read");
-          assert.deepEqual(
-            parseDump(r.text, off, len),
-            img.subarray(off, off + len),
-            `read ${off}+${len}`,
-          );
+          await assertQemuIoReads(s.uri("drive-scsi0"), img, off, len);
         }
 
         // nbdcopy (several connections, requests in flight) equals extract.
@@ -267,6 +254,29 @@ Deno.test({
     });
   },
 });
+
+/** `qemu-io -r -c "read -v OFF LEN"` through `uri` gives `img`'s bytes there. */
+async function assertQemuIoReads(
+  uri: string,
+  img: Uint8Array,
+  off: number,
+  len: number,
+): Promise<void> {
+  const r = await run("qemu-io", [
+    "-r",
+    "-f",
+    "raw",
+    uri,
+    "-c",
+    `read -v ${off} ${len}`,
+  ]);
+  check(r, "qemu-io read");
+  assert.deepEqual(
+    parseDump(r.text, off, len),
+    img.subarray(off, off + len),
+    `read ${off}+${len}`,
+  );
+}
 
 /** The bytes of `qemu-io -c "read -v OFF LEN"` output. */
 function parseDump(text: string, off: number, len: number): Uint8Array {
@@ -557,20 +567,7 @@ Deno.test({
           spans.push([off, len]);
         }
         for (const [off, len] of spans) {
-          const r = await run("qemu-io", [
-            "-r",
-            "-f",
-            "raw",
-            s.uri("drive-scsi0"),
-            "-c",
-            `read -v ${off} ${len}`,
-          ]);
-          check(r, "qemu-io read");
-          assert.deepEqual(
-            parseDump(r.text, off, len),
-            img.subarray(off, off + len),
-            `read ${off}+${len}`,
-          );
+          await assertQemuIoReads(s.uri("drive-scsi0"), img, off, len);
         }
       } finally {
         assert.equal((await s.stop()).code, 0);
