@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
-import { oneLine, run, vmabak } from "./helpers/run.ts";
+import { havePveVma, oneLine, PVE_VMA, run, vmabak } from "./helpers/run.ts";
 import {
   assertArchiveEquals,
   assertChainEquals,
@@ -17,9 +17,7 @@ import {
 } from "./helpers/backup_checks.ts";
 
 const HAVE = await haveQemu();
-const PVE_VMA = new URL("../../shared/tools/proxmox-vma/vma", import.meta.url)
-  .pathname;
-const HAVE_PVE = await Deno.stat(PVE_VMA).then((s) => s.isFile, () => false);
+const HAVE_PVE = await havePveVma();
 const KiB = 1024;
 
 function disks() {
