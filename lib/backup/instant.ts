@@ -5,6 +5,30 @@
  * event times. A guest that was paused before stays paused.
  */
 import type { BackupContext } from "./context.ts";
+import { QmpTimeoutError } from "../qmp/errors.ts";
+
+/** A `stop` takes milliseconds; one that takes this long never ends (a stuck vCPU). */
+const STOP_TIMEOUT_MS = 30_000;
+
+/** The guest's vCPUs never stopped: QEMU's main loop is stuck, nothing can be undone over QMP. */
+export class GuestStuckError extends Error {
+  override name = "GuestStuckError";
+}
+
+/** Stops the guest, or says why it cannot when its vCPUs never stop. */
+async function stopGuest(qmp: BackupContext["qmp"]): Promise<void> {
+  try {
+    await qmp.execute("stop", undefined, { timeoutMs: STOP_TIMEOUT_MS });
+  } catch (error) {
+    if (!(error instanceof QmpTimeoutError)) throw error;
+    throw new GuestStuckError(
+      `Cannot stop the guest for the backup's instant: QEMU did not stop its vCPUs within ${
+        STOP_TIMEOUT_MS / 1000
+      } s and no longer answers (a vCPU is stuck; QEMU 7.2 leaves guest RAM blocked after an interrupted background snapshot); restart the VM, then run vmabak cleanup`,
+      { cause: error },
+    );
+  }
+}
 
 export interface InstantSteps {
   /** Stop the guest around `snapshot` (and `startVmstate`). */
@@ -40,7 +64,7 @@ export async function fixInstant(
     const vmstate = steps.startVmstate !== undefined;
     let stoppedByUs = false;
     if (wasRunning && (steps.stop || vmstate)) {
-      await qmp.execute("stop");
+      await stopGuest(qmp);
       stoppedByUs = true;
       let resumed = false;
       ctx.stack.defer(async () => {

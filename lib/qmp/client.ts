@@ -3,6 +3,7 @@ import {
   QmpCommandError,
   QmpConnectionError,
   QmpError,
+  QmpTimeoutError,
 } from "./errors.ts";
 import { socketInUse } from "./socket_busy.ts";
 import { QmpLineParser } from "./framing.ts";
@@ -21,6 +22,13 @@ export interface QmpGreeting {
   };
   capabilities: string[];
 }
+
+/**
+ * How long a command may stay unanswered before the connection is given up:
+ * a QEMU whose main loop is stuck (a vCPU that never stops) must not hang
+ * vmabak forever. Every command vmabak sends answers in milliseconds.
+ */
+export const QMP_COMMAND_TIMEOUT_MS = 5 * 60_000;
 
 interface Pending {
   command: string;
@@ -146,20 +154,37 @@ export class QmpClient {
     return this.#error;
   }
 
+  /**
+   * Sends a command and waits for its reply. When none comes within
+   * `timeoutMs` (default `QMP_COMMAND_TIMEOUT_MS`), the connection is closed
+   * and this and every other pending command fail with a `QmpTimeoutError`.
+   */
   execute<T = unknown>(
     command: string,
     args?: Record<string, unknown>,
+    options: { timeoutMs?: number } = {},
   ): Promise<T> {
     if (this.#error) return Promise.reject(this.#error);
     const id = `vmabak-${this.#nextId++}`;
     const msg: Record<string, unknown> = { execute: command, id };
     if (args !== undefined) msg.arguments = args;
     const bytes = encoder.encode(JSON.stringify(msg) + "\n");
+    const timeoutMs = options.timeoutMs ?? QMP_COMMAND_TIMEOUT_MS;
     return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.#fail(new QmpTimeoutError(command, timeoutMs)),
+        timeoutMs,
+      );
       this.#pending.set(id, {
         command,
-        resolve: resolve as (v: unknown) => void,
-        reject,
+        resolve: (v) => {
+          clearTimeout(timer);
+          (resolve as (v: unknown) => void)(v);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
       });
       this.#writing = this.#writing.then(async () => {
         let done = 0;
@@ -313,6 +338,10 @@ export class QmpClient {
       this.#conn.close();
     } catch { /* closed */ }
     for (const p of this.#pending.values()) {
+      if (error instanceof QmpTimeoutError) {
+        p.reject(error);
+        continue;
+      }
       p.reject(
         new QmpConnectionError(
           `Cannot run QMP command ${p.command}: ${error.message}`,

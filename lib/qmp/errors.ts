@@ -30,3 +30,15 @@ export class QmpBusyError extends QmpConnectionError {
     );
   }
 }
+
+/** QEMU did not answer a command in time; the connection is then closed (its state is unknown). */
+export class QmpTimeoutError extends QmpConnectionError {
+  override name = "QmpTimeoutError";
+  constructor(readonly command: string, readonly timeoutMs: number) {
+    super(
+      `Cannot run QMP command ${command}: QEMU did not answer within ${
+        Math.round(timeoutMs / 1000)
+      } s`,
+    );
+  }
+}

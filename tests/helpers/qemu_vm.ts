@@ -23,6 +23,21 @@ export interface TestVmOptions {
   /** Leave the vCPUs stopped. */
   paused?: boolean;
   extraArgs?: string[];
+  /**
+   * QEMU is killed when it still runs this long after start (default
+   * `VMABAK_TEST_VM_WATCHDOG_S` or 600 s; 0: never), so a test that hangs on
+   * a wedged QEMU fails instead of stalling the whole suite.
+   */
+  watchdogSeconds?: number;
+}
+
+function defaultWatchdogSeconds(): number {
+  const env = Number(Deno.env.get("VMABAK_TEST_VM_WATCHDOG_S"));
+  return Number.isFinite(env) && env >= 0 && Deno.env.has(
+      "VMABAK_TEST_VM_WATCHDOG_S",
+    )
+    ? env
+    : 600;
 }
 
 export const QEMU = "qemu-system-x86_64";
@@ -62,11 +77,14 @@ export class TestVm {
   #stderrTail = "";
   #stderrDone: Promise<void> = Promise.resolve();
   #killedByTest = false;
+  #watchdog: ReturnType<typeof setTimeout> | undefined;
+  readonly #watchdogSeconds: number;
   readonly args: string[];
 
   private constructor(dir: string, options: TestVmOptions) {
     this.dir = dir;
     this.qmpPath = `${dir}/qmp.sock`;
+    this.#watchdogSeconds = options.watchdogSeconds ?? defaultWatchdogSeconds();
     this.disks = options.disks.map((d, i) => ({
       path: `${dir}/disk${i}.${d.format}`,
       format: d.format,
@@ -209,6 +227,7 @@ export class TestVm {
     }).spawn();
     this.#status = this.#child.status;
     this.#killedByTest = false;
+    this.#armWatchdog();
     this.#stderrTail = "";
     this.#stderrDone = this.#drainStderr(this.#child.stderr);
     for (let i = 0; i < 100; i++) {
@@ -248,6 +267,21 @@ export class TestVm {
     return this.#stderrTail;
   }
 
+  #armWatchdog(): void {
+    clearTimeout(this.#watchdog);
+    if (this.#watchdogSeconds <= 0) return;
+    const child = this.#child;
+    this.#watchdog = setTimeout(() => {
+      // deno-lint-ignore no-console
+      console.error(
+        `TestVm watchdog: QEMU in ${this.dir} still runs after ${this.#watchdogSeconds} s; killing it (the test hung)`,
+      );
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, this.#watchdogSeconds * 1000);
+  }
+
   kill(): void {
     this.#killedByTest = true;
     try {
@@ -260,6 +294,7 @@ export class TestVm {
   }
 
   async destroy(): Promise<void> {
+    clearTimeout(this.#watchdog);
     await this.monitor?.close().catch(() => {});
     if (this.#child) {
       const early = await Promise.race([

@@ -26,6 +26,12 @@ export interface RunResult {
 
 const dec = new TextDecoder();
 
+/**
+ * A child still running after this long is killed (SIGKILL) and the test
+ * sees its exit code 137: a hang fails one test instead of the whole suite.
+ */
+const RUN_TIMEOUT_MS = 10 * 60_000;
+
 export async function run(
   cmd: string,
   args: string[],
@@ -43,7 +49,18 @@ export async function run(
     await w.write(options.stdin).catch(() => {});
     await w.close().catch(() => {});
   }
-  const out = await child.output();
+  const timer = setTimeout(() => {
+    // deno-lint-ignore no-console
+    console.error(
+      `run: ${cmd} ${args.join(" ")} still runs after ${
+        RUN_TIMEOUT_MS / 1000
+      } s; killing it`,
+    );
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+  }, RUN_TIMEOUT_MS);
+  const out = await child.output().finally(() => clearTimeout(timer));
   return {
     code: out.code,
     stdout: out.stdout,
