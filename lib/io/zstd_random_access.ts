@@ -9,8 +9,17 @@ import {
 } from "./zstd_seekable.ts";
 
 const zstd = zlib as unknown as {
-  zstdDecompressSync(data: Uint8Array): Uint8Array;
+  zstdDecompressSync(
+    data: Uint8Array,
+    options?: { chunkSize?: number },
+  ): Uint8Array;
 };
+/**
+ * Output chunk size of a frame's decompression: the frame's size plus one
+ * (one chunk, no copy joining 16 KiB pieces; 2-4x faster), capped so a
+ * seek table's claim cannot make it allocate more.
+ */
+const MAX_CHUNK = 64 * 1024 * 1024;
 
 /** Decompressed frames kept (4 MiB each for vmabak's frames). */
 const FRAME_CACHE = 8;
@@ -100,8 +109,10 @@ export class ZstdRandomAccess implements RandomAccess {
           : this.#inner.size) - this.#offsets[i]!;
       const compressed = new Uint8Array(length);
       await this.#inner.readAt(this.#offsets[i]!, compressed);
-      const out = zstd.zstdDecompressSync(compressed);
       const want = this.#starts[i + 1]! - this.#starts[i]!;
+      const out = zstd.zstdDecompressSync(compressed, {
+        chunkSize: Math.min(want, MAX_CHUNK) + 1,
+      });
       if (out.length !== want) {
         throw new ZstdError(
           `Cannot read zstd frame ${i}: ${out.length} bytes, the seek table says ${want}`,
