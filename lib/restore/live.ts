@@ -12,29 +12,32 @@
  * the VM, and DIR keeps the overlays (with what the guest wrote), still
  * backed by the archive. The archive is only read.
  */
-import { VMA_VMSTATE_NAME } from "../vma/format.ts";
-import { deviceFileName } from "../vma/extract.ts";
 import { makePrivateDir as makeSocketDir } from "../nbd/private_dir.ts";
 import { NbdServer } from "../nbd/server.ts";
-import { makePrivateDir, writeFileExclusive } from "../io/safe_file.ts";
+import { FileError } from "../io/safe_file.ts";
 import type { QmpClient } from "../qmp/client.ts";
 import { closeServed, indexServed } from "../serve/serve.ts";
 import { printable } from "../text/escape.ts";
+import { backingOf } from "./local_disks.ts";
 import {
-  backingOf,
-  copyExport,
-  createOverlay,
-  nbdBacking,
-} from "./local_disks.ts";
+  finishLiveDir,
+  makeLiveDir,
+  PID_FILE,
+  reopenLiveDir,
+} from "./live_dir.ts";
 import {
   overlayDisks,
   planRestore,
   restoreArgs,
   restoreScript,
-  RESUME_SCRIPT,
 } from "./plan.ts";
 import { connectQmp, startQemuDaemon, stopQemu } from "./qemu_daemon.ts";
-import { nodesWithBacking, streamAll, type StreamProgress } from "./stream.ts";
+import {
+  flushNodes,
+  nodesWithBacking,
+  streamAll,
+  type StreamProgress,
+} from "./stream.ts";
 
 /** Refused before anything was created, or failed after. */
 export class LiveRestoreError extends Error {
@@ -57,11 +60,6 @@ export interface LiveRestoreResult {
   /** Milliseconds from the start to QEMU running the VM, and to the end. */
   runningMs: number;
   totalMs: number;
-}
-
-/** The file name of a disk's overlay in DIR. */
-export function overlayFileName(device: string): string {
-  return deviceFileName(device).replace(/\.raw$/, ".qcow2");
 }
 
 export async function liveRestore(
@@ -94,21 +92,8 @@ export async function liveRestore(
   const overlaid = new Set(disks.map((d) => d.device));
   const args = restoreArgs(plan, dir, overlaid).flat();
   const script = restoreScript(plan, dir, overlaid)!;
-  if (plan.kind === "proxmox") {
-    for (const u of plan.plan.unmapped) {
-      log(`not mapped from qemu-server.conf: ${printable(u)}`);
-    }
-  }
 
-  // DIR and its files: removed again if the VM never ran.
-  await makePrivateDir(dir, "target directory");
-  let keepDir = false;
-  stack.defer(async () => {
-    if (!keepDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
-  });
-  for (const c of header.configs) {
-    await writeFileExclusive(`${dir}/${c.name}`, c.data, { what: "config" });
-  }
+  // Serve, then DIR and its files (removed again if new and the VM never ran).
   const sockets = await makeSocketDir("vmabak-live-");
   stack.defer(() => Deno.remove(sockets, { recursive: true }).catch(() => {}));
   const socket = `${sockets}/nbd.sock`;
@@ -118,27 +103,36 @@ export async function liveRestore(
     maxInFlight: 64,
   });
   stack.defer(() => server.close());
-  const overlays: string[] = [];
-  for (const exp of served.exports) {
-    if (exp.name === VMA_VMSTATE_NAME) continue; // a cold boot: not a disk
-    if (overlaid.has(exp.name)) {
-      const path = `${dir}/${overlayFileName(exp.name)}`;
-      await createOverlay(path, exp.size, nbdBacking(socket, exp.name));
-      overlays.push(path);
-    } else {
-      log(`copying ${printable(exp.name, 80)} whole (it is not streamed)`);
-      await copyExport(exp, `${dir}/${deviceFileName(exp.name)}`, signal);
+  const fresh = await Deno.lstat(dir).then(() => false, () => true);
+  let keepDir = !fresh;
+  stack.defer(async () => {
+    if (!keepDir) await Deno.remove(dir, { recursive: true }).catch(() => {});
+  });
+  const setup = {
+    header,
+    exports: served.exports,
+    disks,
+    socket,
+    script,
+    log,
+    signal,
+  };
+  if (fresh && plan.kind === "proxmox") {
+    for (const u of plan.plan.unmapped) {
+      log(`not mapped from qemu-server.conf: ${printable(u)}`);
     }
   }
-  await writeFileExclusive(
-    `${dir}/${RESUME_SCRIPT}`,
-    new TextEncoder().encode(script),
-    { what: "script", mode: 0o700 },
-  );
+  const { overlays, streams } = fresh
+    ? await makeLiveDir(dir, setup).catch((error) => {
+      // Another run made DIR meanwhile: not ours to remove.
+      if (error instanceof FileError && error.path === dir) keepDir = true;
+      throw error;
+    })
+    : await reopenLiveDir(dir, setup);
   signal.throwIfAborted();
 
   // The VM: from here on DIR holds what the guest writes.
-  const pidFile = `${dir}/qemu.pid`;
+  const pidFile = `${dir}/${PID_FILE}`;
   const qmpSocket = `${dir}/qmp.sock`;
   const pid = await startQemuDaemon(args, pidFile);
   keepDir = true;
@@ -156,36 +150,20 @@ export async function liveRestore(
   );
   try {
     qmp = await connectQmp(qmpSocket);
-    await streamAll(qmp, disks, { signal, onProgress: options.progress });
+    await streamAll(qmp, streams, { signal, onProgress: options.progress });
+    await flushNodes(qmp, disks.map((d) => d.node));
+    await checkStandalone(qmp, disks.map((d) => d.node), overlays);
   } catch (error) {
     throw new LiveRestoreError(
       `${
         (error as Error).message
       }; the VM was stopped (it cannot run without the archive); ${
         printable(dir)
-      } keeps its overlays with what the guest wrote, still backed by the archive (to go on: vmabak restore --live --resume)`,
+      } keeps its overlays with what the guest wrote, still backed by the archive: run the same command again to go on`,
       { cause: error },
     );
   }
-
-  const still = await nodesWithBacking(qmp, disks.map((d) => d.node));
-  if (still.length > 0) {
-    throw new LiveRestoreError(
-      `Cannot finish the live restore: node ${
-        printable(still[0]!, 80)
-      } still has a backing file after its stream`,
-    );
-  }
-  for (const path of overlays) {
-    const backing = await backingOf(path);
-    if (backing !== null) {
-      throw new LiveRestoreError(
-        `Cannot finish the live restore: ${
-          printable(path)
-        } still names a backing file after its stream`,
-      );
-    }
-  }
+  await finishLiveDir(dir);
   finished = true;
   return {
     pid,
@@ -194,4 +172,29 @@ export async function liveRestore(
     runningMs,
     totalMs: performance.now() - start,
   };
+}
+
+/** Checks that no overlay has a backing file, in QEMU and in its header. */
+async function checkStandalone(
+  qmp: QmpClient,
+  nodes: string[],
+  overlays: string[],
+): Promise<void> {
+  const still = await nodesWithBacking(qmp, nodes);
+  if (still.length > 0) {
+    throw new LiveRestoreError(
+      `Cannot finish the live restore: node ${
+        printable(still[0]!, 80)
+      } still has a backing file after its stream`,
+    );
+  }
+  for (const path of overlays) {
+    if (await backingOf(path) !== null) {
+      throw new LiveRestoreError(
+        `Cannot finish the live restore: ${
+          printable(path)
+        } still names a backing file after its stream`,
+      );
+    }
+  }
 }

@@ -175,3 +175,26 @@ export function progressLine(p: StreamProgress): string {
     mib(p.total)
   } MiB (${pct}%), ${p.finished} of ${p.jobs} disks done`;
 }
+
+/**
+ * Flushes each node to its file: QEMU keeps qcow2 metadata (the L2 tables
+ * that say where streamed clusters are) in memory until a flush, and the
+ * overlay no longer has a backing file to fall back on. Through HMP's
+ * `qemu-io NODE "flush"` (QMP has no flush command), which does not pause
+ * the guest. Node names are QEMU ids, checked before they reach QEMU.
+ */
+export async function flushNodes(
+  qmp: QmpClient,
+  nodes: string[],
+): Promise<void> {
+  for (const node of nodes) {
+    const out = await qmp.execute<string>("human-monitor-command", {
+      "command-line": `qemu-io ${node} "flush"`,
+    });
+    if (out.trim() !== "") {
+      throw new StreamError(
+        `Cannot flush ${printable(node, 80)}: ${printable(out.trim(), 200)}`,
+      );
+    }
+  }
+}
