@@ -75,11 +75,11 @@ export async function enableBackgroundSnapshot(
     throw new Error(
       `Cannot save the VM state: QEMU refused a background snapshot (${reason})${
         kernel
-          ? "; the host kernel lacks userfaultfd write-protection"
+          ? "; the host kernel lacks userfaultfd write-protection;"
           : interrupted
-          ? `; an earlier background snapshot of this QEMU was interrupted (migration ${status.status}) and QEMU 7.2 cannot take another until the VM is restarted`
-          : ""
-      }; back up without --vmstate`,
+          ? `; an earlier background snapshot of this QEMU was interrupted (migration ${status.status}): QEMU 7.2 cannot take another until the VM is restarted, and may have left the guest's RAM write-protected (the guest then hangs at its next write to it): restart the VM, or`
+          : ";"
+      } back up without --vmstate`,
       { cause: error },
     );
   }

@@ -35,7 +35,9 @@ export class SpoolWriteError extends Error {
     super(
       `Cannot save the VM state: ${reason} in ${printable(dir)} (writing ${
         printable(path.slice(dir.length + 1))
-      }); free space there or choose another directory with --fleecing-dir`,
+      }); ${
+        /space|quota/.test(reason) ? "free space there or " : ""
+      }choose another directory with --fleecing-dir`,
     );
   }
 }
