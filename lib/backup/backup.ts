@@ -25,12 +25,8 @@ import {
 } from "./context.ts";
 import type { DataPath } from "./data_path.ts";
 import { fixInstant } from "./instant.ts";
-import {
-  describeVm,
-  listDisks,
-  selectDisks,
-  type VmDescription,
-} from "./inventory.ts";
+import { describeVm, listDisks, type VmDescription } from "./inventory.ts";
+import { selectDisks } from "./select_disks.ts";
 import type { Progress } from "./progress.ts";
 import { cleanLeftovers } from "./leftovers.ts";
 import { PullPath } from "./pull.ts";
@@ -38,6 +34,7 @@ import { PushPath } from "./push.ts";
 import { currentRun } from "./run_id.ts";
 import { VmstateCapture, vmstateSizeHint } from "./vmstate.ts";
 import {
+  fullBackupNames,
   proxmoxBackupConfig,
   type ProxmoxBackupOptions,
 } from "../proxmox/backup_config.ts";
@@ -140,7 +137,13 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     await cleanLeftovers(qmp, { self: run, dirs: [fleecingDir, tempDir()] });
 
     // Inventory: what the VM has, and what to back up.
-    const selected = selectDisks(await listDisks(qmp), options.drives ?? []);
+    const all = await listDisks(qmp);
+    const wanted = options.drives ?? [];
+    const selected = selectDisks(
+      all,
+      wanted,
+      wanted.length > 0 ? await fullBackupNames(qmp, all) : null,
+    );
     if (selected.length === 0) {
       throw new Error("Cannot start backup: the VM has no writable disk");
     }

@@ -98,6 +98,33 @@ export async function proxmoxBackupConfig(
   }
 }
 
+/**
+ * The device name each of `disks` gets in a backup of all of them (what
+ * `vma list` shows: `drive-virtio0`, or the QEMU name when Proxmox cannot
+ * describe every disk); null when the VM's facts cannot be read.
+ */
+export async function fullBackupNames(
+  qmp: QmpClient,
+  disks: VmDisk[],
+): Promise<string[] | null> {
+  const facts = await gatherFacts(qmp).catch(() => null);
+  if (facts === null) return null;
+  let virtdevs: (string | null)[] | null;
+  try {
+    virtdevs = keysOf(
+      disks,
+      generatePveConfig(
+        facts,
+        disks.map((d) => ({ name: d.name, node: d.node, size: d.size })),
+        { storage: null, vmid: 100 },
+      ),
+    );
+  } catch {
+    virtdevs = null;
+  }
+  return deviceNames(disks, virtdevs, null);
+}
+
 /** Each disk's Proxmox key in a generated config (disks under their QEMU names). */
 function keysOf(disks: VmDisk[], g: GeneratedConfig): (string | null)[] {
   return disks.map((d) =>
