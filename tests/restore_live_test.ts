@@ -173,7 +173,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "restore --live refuses, with one line and before creating anything: an existing DIR, hostile configs, RAM state, a zstd stream without seek table, standard input",
+    "restore --live refuses, with one line and before creating anything: an existing DIR, hostile configs, RAM state, a zstd stream without seek table, standard input; a QEMU that does not start leaves no DIR",
   ignore: !ready,
   async fn() {
     await withTempDir(async (tmp) => {
@@ -215,7 +215,18 @@ Deno.test({
         "vmabak.json",
         JSON.stringify({ ...goodDescription(), vmstate: true }),
       );
+      // Valid, but no QEMU has it: QEMU refuses to start, DIR is removed.
+      await make(
+        "machine.vma",
+        "vmabak.json",
+        JSON.stringify({ ...goodDescription(), machine: "pc-q35-99.0" }),
+      );
       const cases: [string[], RegExp, number][] = [
+        [
+          [`${tmp}/machine.vma`],
+          /Cannot start qemu-system-x86_64: .*unsupported machine type/,
+          1,
+        ],
         [[`${tmp}/node.vma`], /node name/, 1],
         [[`${tmp}/boot.vma`], /invalid boot device/, 1],
         [[`${tmp}/state.vma`], /RAM state.*use vmabak restore/, 1],
