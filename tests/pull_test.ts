@@ -9,13 +9,36 @@ import {
   assertArchiveEquals,
   assertVmClean,
   MiB,
-  spawnSlowBackup,
+  type SlowBackup,
+  slowBackupUnderWay,
   twoDisks,
   vmabakFiles,
 } from "./helpers/backup_checks.ts";
 
 const HAVE = await haveQemu();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A new empty fleecing directory in the VM's directory. */
+async function newFleecingDir(vm: TestVm): Promise<string> {
+  const fl = `${vm.dir}/fleece`;
+  await Deno.mkdir(fl);
+  return fl;
+}
+
+/** A pull backup of `vm` through `fleecingDir`, drained at `rate` bytes/s into `out`, its reader under way. */
+function pullUnderWay(
+  vm: TestVm,
+  fleecingDir: string,
+  rate: number,
+  out: string,
+  settleMs?: number,
+): Promise<SlowBackup> {
+  return slowBackupUnderWay(
+    ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fleecingDir],
+    rate,
+    out,
+    settleMs,
+  );
+}
 
 Deno.test({
   name:
@@ -24,16 +47,9 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const fl = `${vm.dir}/fleece`;
-      await Deno.mkdir(fl);
+      const fl = await newFleecingDir(vm);
       const truth = await vm.snapshotDisks("start");
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
-        2 * MiB,
-        `${vm.dir}/b.vma`,
-      );
-      await b.started;
-      await sleep(1000);
+      const b = await pullUnderWay(vm, fl, 2 * MiB, `${vm.dir}/b.vma`);
       assert.equal(vmabakFiles(fl).length, 2, "one fleecing image per disk");
       await vm.guestWrite(0, 0x55, 0, MiB); // read already
       await vm.guestWrite(0, 0x56, 30 * MiB + 4096, 8192); // not read yet
@@ -70,16 +86,10 @@ Deno.test({
       disks: [{ format: "raw", size: 64 * MiB, fill: ["write -P 0x5a 0 64M"] }],
     });
     try {
-      const fl = `${vm.dir}/fleece`;
-      await Deno.mkdir(fl);
+      const fl = await newFleecingDir(vm);
       const truth = await vm.snapshotDisks("start");
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
-        8 * MiB,
-        `${vm.dir}/b.vma`,
-      );
-      await b.started;
-      await sleep(3000); // > 24 MiB stored at 8 MiB/s
+      // 3 s: > 24 MiB stored at 8 MiB/s.
+      const b = await pullUnderWay(vm, fl, 8 * MiB, `${vm.dir}/b.vma`, 3000);
       const image = `${fl}/${vmabakFiles(fl)[0]}`;
       const before = allocated(image);
       for (let off = 0; off < 16 * MiB; off += MiB) {
@@ -134,13 +144,7 @@ Deno.test({
     });
     try {
       const idle = await writeLatencies(vm, 64 * MiB, 8);
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", vm.dir],
-        2 * MiB,
-        "-",
-      );
-      await b.started;
-      await sleep(1000);
+      const b = await pullUnderWay(vm, vm.dir, 2 * MiB, "-");
       const during = await writeLatencies(vm, 72 * MiB, 8);
       b.child.kill("SIGTERM");
       const r = await b.done;
@@ -172,13 +176,10 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const fl = `${vm.dir}/fleece`;
-      await Deno.mkdir(fl);
+      const fl = await newFleecingDir(vm);
       const args = ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl];
       const killed = async () => {
-        const b = spawnSlowBackup(args, MiB, "-");
-        await b.started;
-        await sleep(1000);
+        const b = await pullUnderWay(vm, fl, MiB, "-");
         b.child.kill("SIGKILL");
         await b.done;
         await vm.guestWrite(0, 0x99, 36 * MiB, MiB); // still succeeds
@@ -254,13 +255,7 @@ Deno.test({
     }).output();
     assert.ok(mount.success);
     try {
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
-        4 * MiB,
-        `${vm.dir}/b.vma`,
-      );
-      await b.started;
-      await sleep(1000);
+      const b = await pullUnderWay(vm, fl, 4 * MiB, `${vm.dir}/b.vma`);
       // 8 MiB ahead of the reader, into a directory of 3 MiB.
       for (let off = 48 * MiB; off < 56 * MiB; off += MiB) {
         await vm.guestWrite(0, 0x31, off, MiB); // throws if the guest's write fails
@@ -291,13 +286,7 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", vm.dir],
-        MiB,
-        "-",
-      );
-      await b.started;
-      await sleep(1000);
+      const b = await pullUnderWay(vm, vm.dir, MiB, "-");
       // The test's own monitor is the VM's second QMP socket: lend it.
       await vm.monitor.close();
       const second = await vmabak([
