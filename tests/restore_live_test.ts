@@ -333,3 +333,106 @@ Deno.test({
     });
   },
 });
+
+const HAVE_OVMF = await Deno.stat("/usr/share/OVMF/OVMF_VARS_4M.fd").then(
+  () => true,
+).catch(() => false);
+
+Deno.test({
+  name:
+    "restore --live of a Proxmox config with an OVMF efidisk, a read-only drive and a device named with a comma, into a DIR named with quotes and $(...): flash and read-only drive copied whole, the disk streamed, paths passed exactly",
+  ignore: !ready || !HAVE_OVMF,
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const sata = "drive-sata0,read-only";
+      const conf = [
+        "bios: ovmf",
+        "boot: order=sata0",
+        "efidisk0: local-lvm:vm-120-disk-0,efitype=4m,size=528K",
+        "machine: q35",
+        "memory: 64",
+        "sata0: local-lvm:vm-120-disk-1,size=4M",
+        "scsi3: local-lvm:vm-120-disk-2,size=2M,ro=1",
+        "scsihw: virtio-scsi-pci",
+        "#qmdump#map:efidisk0:drive-efidisk0:local-lvm:raw:",
+        `#qmdump#map:sata0:${sata}:local-lvm:raw:`,
+        "#qmdump#map:scsi3:drive-scsi3:local-lvm:raw:",
+        "",
+      ].join("\n");
+      await Deno.writeTextFile(`${tmp}/qemu-server.conf`, conf);
+      await Deno.copyFile(
+        "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        `${tmp}/efi.raw`,
+      );
+      const sataData = new Uint8Array(4 << 20);
+      for (let i = 0; i < sataData.length; i += 4096) sataData[i] = i >> 12;
+      await Deno.writeFile(`${tmp}/sata.raw`, sataData);
+      const scsiData = new Uint8Array(2 << 20).fill(3, 100_000, 200_000);
+      await Deno.writeFile(`${tmp}/scsi.raw`, scsiData);
+      const c = await vmabak([
+        "create",
+        `${tmp}/a.vma`,
+        "-c",
+        `${tmp}/qemu-server.conf`,
+        `drive-efidisk0=${tmp}/efi.raw`,
+        `${sata}=${tmp}/sata.raw`,
+        `drive-scsi3=${tmp}/scsi.raw`,
+      ]);
+      assert.equal(c.code, 0, c.stderr);
+      const dir = `${tmp}/it's "a",x;$(touch PWNED)`;
+      let pid: number | undefined;
+      let qmp: QmpClient | undefined;
+      try {
+        const r = await vmabak(["restore", "--live", `${tmp}/a.vma`, dir], {
+          cwd: tmp,
+        });
+        pid = Number(/^pid (\d+)$/m.exec(r.text)?.[1]) || undefined;
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /copying drive-efidisk0 whole/);
+        assert.match(r.stderr, /copying drive-scsi3 whole/);
+        assert.match(r.stderr, /1 of 1 disks done/);
+        qmp = await QmpClient.connect(`${dir}/qmp.sock`);
+        const block = await qmp.execute<
+          { device: string; qdev?: string; inserted?: { file: string } }[]
+        >("query-block");
+        const files = new Map(
+          block.map((b) => [b.device || b.qdev, b.inserted?.file]),
+        );
+        assert.equal(files.get("sata0"), `${dir}/disk-${sata}.qcow2`);
+        assert.equal(files.get("scsi3"), `${dir}/disk-drive-scsi3.raw`);
+        // With its size QEMU shows the flash as json:{...,"filename": PATH}.
+        assert.ok(
+          String(files.get("pflash1")).includes(
+            `"filename": ${JSON.stringify(`${dir}/disk-drive-efidisk0.raw`)}`,
+          ),
+          files.get("pflash1"),
+        );
+        await qmp.execute("quit").catch(() => {});
+        assert.ok(await gone(pid!, 10_000), "QEMU ended after quit");
+      } finally {
+        await qmp?.close().catch(() => {});
+        await killQemu(pid);
+      }
+      for (const where of [tmp, dir]) {
+        await assert.rejects(Deno.lstat(`${where}/PWNED`), where);
+      }
+      const overlay = `${dir}/disk-${sata}.qcow2`;
+      assert.equal(await backingFile(overlay), undefined);
+      assert.ok(
+        Buffer.compare(await toRaw(overlay, `${tmp}/s.raw`), sataData) === 0,
+        "sata0 streamed equal",
+      );
+      assert.ok(
+        Buffer.compare(
+          await Deno.readFile(`${dir}/disk-drive-scsi3.raw`),
+          scsiData,
+        ) === 0,
+        "read-only scsi3 copied equal",
+      );
+      assert.equal(
+        (await Deno.stat(`${dir}/disk-drive-efidisk0.raw`)).size,
+        (await Deno.stat(`${tmp}/efi.raw`)).size,
+      );
+    });
+  },
+});
