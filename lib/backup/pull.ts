@@ -29,11 +29,6 @@ import {
 export interface PullOptions extends FleecingOptions {
   /** TRIM what was stored (default true; off only to measure). */
   trim?: boolean;
-  /**
-   * An incremental: the frozen dirty bitmap (on each disk's node), exported
-   * with the snapshot; only the clusters it marks are read.
-   */
-  bitmap?: string;
   /** Bytes of disk per second at most, per disk. */
   speed?: number;
 }
