@@ -10,7 +10,7 @@
  * (`--vmstate`) owns its branch in `vmstate.ts`.
  */
 import type { ByteSink } from "../io/sink.ts";
-import { makePrivateDir } from "../nbd/private_dir.ts";
+import { makePrivateTempDir } from "../io/safe_file.ts";
 import { QmpClient } from "../qmp/client.ts";
 import type { ClusterSet } from "../chain/cluster_set.ts";
 import { formatUuid, VMA_CLUSTER_SIZE } from "../vma/format.ts";
@@ -196,7 +196,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const vmstateId = vmstate
       ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
       : 0;
-    const privateDir = await makePrivateDir(`${run.tag}-`);
+    const privateDir = await makePrivateTempDir(`${run.tag}-`);
     stack.defer(() => Deno.remove(privateDir, { recursive: true }));
     const ctx: BackupContext = {
       qmp,
