@@ -249,10 +249,19 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       })
       : undefined;
     const frozenAt = performance.now();
+    // Bitmaps join the instant: in the jobs' transaction (push, no stop) or
+    // inside the one stop of the filters' insertion (pull).
+    const tracking = changes.tracking;
+    const viaPath = tracking !== undefined && path.takesActions;
     const instant = await fixInstant(ctx, {
-      stop: path.needsStop || changes.tracking !== undefined,
+      stop: path.needsStop || (tracking !== undefined && !viaPath),
       snapshot: async () => {
-        await changes.tracking?.atInstant();
+        if (viaPath) {
+          await path.snapshot(tracking.actions());
+          tracking.added();
+          return;
+        }
+        await tracking?.atInstant();
         await path.snapshot();
       },
       ...(capture ? { startVmstate: () => capture.start() } : {}),
