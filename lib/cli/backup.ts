@@ -76,13 +76,16 @@ export const backupCommand: Command = {
     if (values["or-full"] === true && typeof values.since !== "string") {
       throw new UsageError("--or-full goes with --since PREV");
     }
-    if (values.since === "-") {
-      throw new UsageError("--since needs an archive file, not -");
-    }
-    // The base's uuid comes from its header, read before anything is written.
+    // The base's uuid, chain and disks come from its header, read before
+    // anything is written. `-`: from standard input (the base usually lives
+    // where the archives go, not on the VM's host: `ssh HOST vmabak backup
+    // --since - -o - < LAST.vma > NEW.vma`); only the header is read, then
+    // the input is let go.
     const since = typeof values.since === "string"
       ? {
-        label: values.since,
+        label: values.since === "-"
+          ? "the archive on standard input"
+          : values.since,
         header: await readArchiveHeader(values.since, ctx),
       }
       : undefined;
