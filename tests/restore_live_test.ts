@@ -173,7 +173,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "restore --live refuses, with one line and before creating anything: an existing DIR, hostile configs, RAM state, a zstd stream without seek table, standard input",
+    "restore --live refuses, with one line and before creating anything: an existing DIR, hostile configs, RAM state, a zstd stream without seek table, standard input; a QEMU that does not start leaves no DIR",
   ignore: !ready,
   async fn() {
     await withTempDir(async (tmp) => {
@@ -215,7 +215,18 @@ Deno.test({
         "vmabak.json",
         JSON.stringify({ ...goodDescription(), vmstate: true }),
       );
+      // Valid, but no QEMU has it: QEMU refuses to start, DIR is removed.
+      await make(
+        "machine.vma",
+        "vmabak.json",
+        JSON.stringify({ ...goodDescription(), machine: "pc-q35-99.0" }),
+      );
       const cases: [string[], RegExp, number][] = [
+        [
+          [`${tmp}/machine.vma`],
+          /Cannot start qemu-system-x86_64: .*unsupported machine type/,
+          1,
+        ],
         [[`${tmp}/node.vma`], /node name/, 1],
         [[`${tmp}/boot.vma`], /invalid boot device/, 1],
         [[`${tmp}/state.vma`], /RAM state.*use vmabak restore/, 1],
@@ -230,6 +241,15 @@ Deno.test({
         assert.match(oneLine(r.stderr), why);
         await assert.rejects(Deno.lstat(dir), `${args}: ${dir} was created`);
       }
+      const speed = await vmabak([
+        "restore",
+        "--speed",
+        "1M",
+        archive,
+        `${tmp}/new`,
+      ]);
+      assert.equal(speed.code, 2, speed.stderr);
+      assert.match(oneLine(speed.stderr), /--speed goes with --live/);
       // An existing DIR, even empty, is refused and left as it was.
       await Deno.mkdir(`${tmp}/old`);
       const r = await vmabak(["restore", "--live", archive, `${tmp}/old`]);
@@ -246,8 +266,8 @@ Deno.test({
   ignore: !ready,
   async fn() {
     await withTempDir(async (tmp) => {
-      // 256 MiB of data: the stream takes far longer than the signal.
-      const size = 256 * 1024 * 1024;
+      // 32 MiB of data at 1 MiB/s (--speed): the signal comes long before the end.
+      const size = 32 * 1024 * 1024;
       await Deno.writeFile(`${tmp}/img.raw`, new Uint8Array(size).fill(0x5a));
       await Deno.writeTextFile(
         `${tmp}/vmabak.json`,
@@ -269,9 +289,14 @@ Deno.test({
       assert.equal(c.code, 0, c.stderr);
       await Deno.remove(`${tmp}/img.raw`);
       const dir = `${tmp}/vm`;
-      const child = spawnVmabak(["restore", "--live", `${tmp}/x.vma`, dir], {
-        stderr: "piped",
-      });
+      const child = spawnVmabak([
+        "restore",
+        "--live",
+        "--speed",
+        "1M",
+        `${tmp}/x.vma`,
+        dir,
+      ], { stderr: "piped" });
       let pid: number | undefined;
       let stderr = "";
       try {

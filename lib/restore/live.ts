@@ -12,9 +12,8 @@
  * the VM, and DIR keeps the overlays (with what the guest wrote), still
  * backed by the archive. The archive is only read.
  */
-import { makePrivateDir as makeSocketDir } from "../nbd/private_dir.ts";
 import { NbdServer } from "../nbd/server.ts";
-import { FileError } from "../io/safe_file.ts";
+import { FileError, makePrivateTempDir } from "../io/safe_file.ts";
 import type { QmpClient } from "../qmp/client.ts";
 import { closeServed, indexServed } from "../serve/serve.ts";
 import { printable } from "../text/escape.ts";
@@ -46,6 +45,8 @@ export class LiveRestoreError extends Error {
 
 export interface LiveRestoreOptions {
   bases: string[];
+  /** Bytes per second each stream job may copy (QEMU's `speed`); unlimited when absent. */
+  speed?: number;
   signal: AbortSignal;
   /** A line for the user (what happens, where things are). */
   log: (line: string) => void;
@@ -94,7 +95,7 @@ export async function liveRestore(
   const script = restoreScript(plan, dir, overlaid)!;
 
   // Serve, then DIR and its files (removed again if new and the VM never ran).
-  const sockets = await makeSocketDir("vmabak-live-");
+  const sockets = await makePrivateTempDir("vmabak-live-");
   stack.defer(() => Deno.remove(sockets, { recursive: true }).catch(() => {}));
   const socket = `${sockets}/nbd.sock`;
   const server = await NbdServer.listen({
@@ -150,7 +151,11 @@ export async function liveRestore(
   );
   try {
     qmp = await connectQmp(qmpSocket);
-    await streamAll(qmp, streams, { signal, onProgress: options.progress });
+    await streamAll(qmp, streams, {
+      signal,
+      onProgress: options.progress,
+      ...(options.speed !== undefined ? { speed: options.speed } : {}),
+    });
     await flushNodes(qmp, disks.map((d) => d.node));
     await checkStandalone(qmp, disks.map((d) => d.node), overlays);
   } catch (error) {

@@ -48,6 +48,8 @@ export async function streamAll(
     signal: AbortSignal;
     onProgress: (p: StreamProgress) => void;
     intervalMs?: number;
+    /** Bytes per second per job (QEMU's `speed`). */
+    speed?: number;
   },
 ): Promise<void> {
   const ids = targets.map((_, i) => `${JOB_PREFIX}${i}`);
@@ -72,7 +74,11 @@ export async function streamAll(
     for (const [i, t] of targets.entries()) {
       options.signal.throwIfAborted();
       try {
-        await qmp.execute("block-stream", { "job-id": ids[i], device: t.node });
+        await qmp.execute("block-stream", {
+          "job-id": ids[i],
+          device: t.node,
+          ...(options.speed !== undefined ? { speed: options.speed } : {}),
+        });
       } catch (error) {
         throw new StreamError(
           `Cannot stream ${printable(t.device, 80)}: ${
