@@ -6,6 +6,7 @@
  * snapshot is trimmed first, so copy-before-write stops keeping old data
  * the incremental will never read.
  */
+import { InFlight } from "../io/in_flight.ts";
 import { ClusterSet } from "../chain/cluster_set.ts";
 import { NbdClient } from "../nbd/client.ts";
 import { NBD_STATE_DIRTY } from "../nbd/format.ts";
@@ -127,12 +128,16 @@ async function readRuns(
       Math.min((c + n) * VMA_CLUSTER_SIZE, disk.size) - c * VMA_CLUSTER_SIZE,
     ] as const;
   // TRIMs are sent without waiting for each reply (at most 64 in flight).
-  const trims = new Set<Promise<void>>();
+  const trims = new InFlight();
+  let trimError: unknown;
   const sendTrim = async (offset: number, length: number) => {
-    const t = client.trim(offset, length);
-    trims.add(t);
-    t.catch(() => {}).finally(() => trims.delete(t));
-    if (trims.size >= 64) await Promise.race(trims);
+    if (trimError !== undefined) throw trimError;
+    trims.track(
+      client.trim(offset, length).catch((error) => {
+        trimError ??= error;
+      }),
+    );
+    await trims.waitBelow(64);
   };
   if (trim) {
     for (const [c, n] of clean) await sendTrim(...bytes(c, n));
@@ -158,14 +163,12 @@ async function readRuns(
     const buf = await pending.shift()!;
     const [c, n] = chunks[i]!;
     const [offset, length] = bytes(c, n);
-    for (let k = 0; k < n; k++) {
-      const from = k * VMA_CLUSTER_SIZE;
-      await options.sink.writeCluster(
-        options.devId,
-        c + k,
-        buf.subarray(from, Math.min(from + VMA_CLUSTER_SIZE, length)),
-      );
-    }
+    await options.sink.writeClusters(
+      options.devId,
+      c,
+      n,
+      buf.subarray(0, length),
+    );
     if (n === CHUNK_CLUSTERS) pool.push(buf);
     if (next < chunks.length) launch();
     options.onStored?.(length);
@@ -177,5 +180,6 @@ async function readRuns(
     }
     if (trim) await sendTrim(offset, length);
   }
-  await Promise.all(trims);
+  await trims.idle();
+  if (trimError !== undefined) throw trimError;
 }
