@@ -14,6 +14,7 @@ import {
 } from "./helpers/boot_sector.ts";
 import { haveQemu } from "./helpers/qemu_vm.ts";
 import { assertImage, buildChain } from "./helpers/chain_fixture.ts";
+import { startRestored } from "./helpers/restored_vm.ts";
 import {
   haveTool,
   oneLine,
@@ -161,6 +162,14 @@ Deno.test({
         `${dir}/disk-drive-virtio1.qcow2`,
         `${tmp}/virtio1.raw`,
       );
+      // Later, resume.sh starts the VM again from the local files alone.
+      const again = await startRestored(dir, ["-machine", "accel=tcg"]);
+      try {
+        const st = await again.qmp.execute<{ status: string }>("query-status");
+        assert.equal(st.status, "running");
+      } finally {
+        await again.stop();
+      }
       assert.ok(
         Buffer.compare(
           virtio1,
