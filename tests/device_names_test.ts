@@ -7,12 +7,22 @@
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { assertChainEquals, MiB } from "./helpers/backup_checks.ts";
-import { vmabak } from "./helpers/run.ts";
+import {
+  assertSameRaw,
+  havePveVma,
+  oneLine,
+  PVE_VMA,
+  qemuImg,
+  run,
+  vmabak,
+  withTempDir,
+} from "./helpers/run.ts";
 import { checkPveArchive } from "../lib/proxmox/check.ts";
 import { VmaReader } from "../lib/vma/reader.ts";
 import { openArchiveInput } from "../lib/io/input.ts";
 
 const HAVE = await haveQemu();
+const HAVE_PVE = await havePveVma();
 
 async function header(path: string) {
   const reader = await VmaReader.open(
@@ -99,5 +109,107 @@ Deno.test({
     } finally {
       await vm.destroy();
     }
+  },
+});
+
+/** `vma list`'s device names, in dev_id order. */
+async function pveList(archive: string): Promise<string[]> {
+  const r = await run(PVE_VMA, ["list", archive]);
+  assert.equal(r.code, 0, r.stderr);
+  return [...r.text.matchAll(/^DEV: dev_id=\d+ size: \d+ devname: (\S+)$/gm)]
+    .map((m) => m[1]!);
+}
+
+Deno.test({
+  name:
+    "backup --drive takes the archive's device names (drive-scsi0, drive-virtio1) beside QEMU names; an unknown one is refused listing every disk's names",
+  ignore: !HAVE || !HAVE_PVE,
+  async fn() {
+    await withTempDir(async (dir) => {
+      const scsi = `${dir}/scsi.raw`;
+      await qemuImg(["create", "-q", "-f", "raw", scsi, String(2 * MiB)]);
+      const w = await run("qemu-io", [
+        "-f",
+        "raw",
+        "-c",
+        "write -P 0x33 0 1M",
+        scsi,
+      ]);
+      assert.equal(w.code, 0, w.stderr);
+      const vm = await TestVm.start({
+        disks: [
+          { format: "raw", size: 4 * MiB, fill: ["write -P 0x31 0 1M"] },
+          { format: "raw", size: 3 * MiB, fill: ["write -P 0x32 1M 1M"] },
+        ],
+        extraArgs: [
+          "-device",
+          "virtio-scsi-pci,id=scsihw0",
+          "-blockdev",
+          `driver=file,filename=${scsi},node-name=sfile`,
+          "-blockdev",
+          "driver=raw,file=sfile,node-name=sdisk",
+          "-device",
+          "scsi-hd,bus=scsihw0.0,drive=sdisk,id=sd0",
+        ],
+      });
+      try {
+        const a = (n: string) => `${vm.dir}/${n}`;
+        // The names a backup of the whole VM gives, as Proxmox's vma lists them.
+        await mustBackup(vm, a("all.vma"));
+        assert.deepEqual(
+          (await pveList(a("all.vma"))).sort(),
+          ["drive-scsi0", "drive-virtio0", "drive-virtio1"],
+        );
+        // Two of them by those names: keys are numbered among the chosen disks.
+        await mustBackup(
+          vm,
+          a("two.vma"),
+          "--drive",
+          "drive-scsi0",
+          "--drive",
+          "drive-virtio1",
+        );
+        assert.deepEqual(await pveList(a("two.vma")), [
+          "drive-scsi0",
+          "drive-virtio0",
+        ]);
+        const x = await run(PVE_VMA, ["extract", a("two.vma"), a("x")]);
+        assert.equal(x.code, 0, x.stderr);
+        const truth = await vm.snapshotDisks("t");
+        await assertSameRaw(a("x/disk-drive-scsi0.raw"), scsi, "scsi0");
+        await assertSameRaw(a("x/disk-drive-virtio0.raw"), truth[1]!, "vd1");
+        // A QEMU name and an archive name of the same disk: refused.
+        const twice = await vmabak([
+          "backup",
+          "--qmp",
+          vm.qmpPath,
+          "--drive",
+          "vd0",
+          "--drive",
+          "drive-virtio0",
+          "-o",
+          a("twice.vma"),
+        ]);
+        assert.equal(twice.code, 1, twice.stderr);
+        assert.match(oneLine(twice.stderr), /already chosen/);
+        const bad = await vmabak([
+          "backup",
+          "--qmp",
+          vm.qmpPath,
+          "--drive",
+          "drive-sata0\x1b[2J",
+          "-o",
+          a("bad.vma"),
+        ]);
+        assert.equal(bad.code, 1, bad.stderr);
+        assert.equal(
+          oneLine(bad.stderr),
+          'vmabak backup: Cannot back up drive "drive-sata0\\x1b[2J": the VM has no such disk (valid names: drive-virtio0|drive0|vd0, drive-virtio1|drive1|vd1, drive-scsi0|sdisk|sd0)',
+        );
+        await assert.rejects(Deno.stat(a("bad.vma")));
+      } finally {
+        await vm.destroy();
+      }
+    });
   },
 });

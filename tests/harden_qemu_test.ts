@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { oneLine, run, vmabak, withTempDir } from "./helpers/run.ts";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+import { CAN_MOUNT, mountTmpfs } from "./helpers/tmpfs.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
 
 const QEMU = await haveQemu();
@@ -135,22 +136,13 @@ Deno.test({
 Deno.test({
   name:
     "backup --vmstate into a full fleecing directory names the VM state spool that ran out of space",
-  ignore: !QEMU || Deno.uid() !== 0, // mounting a small tmpfs needs root
+  ignore: !QEMU || !CAN_MOUNT,
   async fn() {
     const vm = await TestVm.start({
       disks: [{ format: "raw", size: 4 << 20 }],
     });
-    const mnt = `${vm.dir}/small`;
-    await Deno.mkdir(mnt);
-    const m = await run("mount", [
-      "-t",
-      "tmpfs",
-      "-o",
-      "size=400k",
-      "tmpfs",
-      mnt,
-    ]);
-    assert.equal(m.code, 0, m.stderr);
+    const small = await mountTmpfs(`${vm.dir}/small`, "400k");
+    const mnt = small.path;
     try {
       const r = await vmabak([
         "backup",
@@ -171,13 +163,13 @@ Deno.test({
             "\n",
           ),
         ),
-        /^vmabak backup: Cannot write VM state spool .*\/small\/vmabak-[^/]*vmstate\.bin: no space left on the device$/,
+        /^vmabak backup: Cannot save the VM state: no space left on the device in .*\/small \(writing vmabak-[^/]*vmstate\.bin\); free space there or choose another directory with --fleecing-dir$/,
       );
       assert.deepEqual([...Deno.readDirSync(mnt)], [], "the spool is removed");
       await assert.rejects(Deno.lstat(`${vm.dir}/x.vma`));
       assert.equal(await vm.status(), "running");
     } finally {
-      await run("umount", [mnt]);
+      await small.unmount();
       await vm.destroy();
     }
   },

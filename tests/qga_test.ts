@@ -10,44 +10,13 @@
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { FakeQga } from "./helpers/fake_qga.ts";
+import { startRealAgent } from "./helpers/real_qga.ts";
 import { haveTool, oneLine, spawnVmabak, vmabak } from "./helpers/run.ts";
 import { QgaClient } from "../lib/qga/client.ts";
 
 const HAVE = await haveQemu();
 const HAVE_QGA = await haveTool("qemu-ga", "--version");
 const MiB = 1024 * 1024;
-
-/** qemu-ga on a unix socket, unable to freeze or thaw anything. */
-async function startRealAgent(dir: string) {
-  const path = `${dir}/qga.sock`;
-  const child = new Deno.Command("qemu-ga", {
-    args: [
-      "-m",
-      "unix-listen",
-      "-p",
-      path,
-      "-t",
-      dir,
-      "-f",
-      `${dir}/qga.pid`,
-      "--block-rpcs",
-      "guest-fsfreeze-freeze,guest-fsfreeze-freeze-list,guest-fsfreeze-thaw",
-    ],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  for (let i = 0; i < 100; i++) {
-    if (await Deno.stat(path).then(() => true, () => false)) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return {
-    path,
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-    },
-  };
-}
 
 /** A VM with one 4 MiB raw disk to back up. */
 function smallVm(): Promise<TestVm> {
@@ -166,6 +135,7 @@ Deno.test({
       assert.equal(r.code, 0, r.stderr);
       assert.deepEqual(fake.commands, [
         "guest-sync-delimited",
+        "guest-get-osinfo",
         "guest-fsfreeze-freeze",
         "guest-fsfreeze-thaw",
       ]);
@@ -241,6 +211,7 @@ Deno.test({
       await waitForThaw(fake);
       assert.deepEqual(fake.commands, [
         "guest-sync-delimited",
+        "guest-get-osinfo",
         "guest-fsfreeze-freeze",
         "guest-fsfreeze-thaw",
       ]);
@@ -257,6 +228,7 @@ Deno.test({
       await waitForThaw(fake);
       assert.deepEqual(fake.commands, [
         "guest-sync-delimited",
+        "guest-get-osinfo",
         "guest-fsfreeze-freeze",
         "guest-fsfreeze-thaw",
       ]);
@@ -296,6 +268,7 @@ Deno.test({
       );
       assert.deepEqual(fake.commands, [
         "guest-sync-delimited",
+        "guest-get-osinfo",
         "guest-fsfreeze-freeze",
         "guest-fsfreeze-thaw",
       ]);

@@ -16,9 +16,9 @@ import {
 } from "./helpers/backup_checks.ts";
 import type { QmpClient } from "../lib/qmp/client.ts";
 import { QmpTimeoutError } from "../lib/qmp/errors.ts";
+import { sleep } from "./helpers/sleep.ts";
 
 const HAVE = await haveQemu();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function counterVm(): Promise<TestVm> {
   return TestVm.start({
@@ -63,7 +63,7 @@ async function migrationState(qmp: QmpClient): Promise<MigrationState> {
 for (const mode of ["pull", "push"]) {
   Deno.test({
     name:
-      `backup --mode ${mode} --vmstate into a consumer reading 1 MiB/s pauses the guest for well under a second`,
+      `backup --mode ${mode} --vmstate into a consumer reading 1 MiB/s pauses the guest briefly, not for the consumer`,
     ignore: !HAVE,
     async fn() {
       const vm = await counterVm();
@@ -101,11 +101,14 @@ for (const mode of ["pull", "push"]) {
             statusMs.toFixed(1)
           } ms`,
         );
-        assert.ok(paused < 1000, `paused ${paused} ms`);
+        // Milliseconds when idle; seconds on a host loaded by other jobs (1.5 s
+        // seen in CI beside five busy processes). A pause that waited on the
+        // 1 MiB/s consumer would take the whole backup's time.
+        assert.ok(paused < 5000, `paused ${paused} ms`);
         // In push mode the guest's own writes wait on the consumer (that is
         // push's trade-off), and QEMU's main loop with them: only pull
         // promises a monitor that answers at once during the copy.
-        if (mode === "pull") assert.ok(statusMs < 1000);
+        if (mode === "pull") assert.ok(statusMs < 5000, `${statusMs} ms`);
         await assertVmClean(vm);
         assert.deepEqual(vmabakFiles(vm.dir), []);
       } finally {

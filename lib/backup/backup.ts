@@ -10,7 +10,7 @@
  * (`--vmstate`) owns its branch in `vmstate.ts`.
  */
 import type { ByteSink } from "../io/sink.ts";
-import { makePrivateDir } from "../nbd/private_dir.ts";
+import { makePrivateTempDir } from "../io/safe_file.ts";
 import { QmpClient } from "../qmp/client.ts";
 import type { ClusterSet } from "../chain/cluster_set.ts";
 import { formatUuid, VMA_CLUSTER_SIZE } from "../vma/format.ts";
@@ -24,13 +24,10 @@ import {
   type PlannedDisk,
 } from "./context.ts";
 import type { DataPath } from "./data_path.ts";
+import { guestOstype, openGuestAgent } from "./guest_agent.ts";
 import { fixInstant } from "./instant.ts";
-import {
-  describeVm,
-  listDisks,
-  selectDisks,
-  type VmDescription,
-} from "./inventory.ts";
+import { describeVm, listDisks, type VmDescription } from "./inventory.ts";
+import { selectDisks } from "./select_disks.ts";
 import type { Progress } from "./progress.ts";
 import { cleanLeftovers } from "./leftovers.ts";
 import { PullPath } from "./pull.ts";
@@ -38,6 +35,7 @@ import { PushPath } from "./push.ts";
 import { currentRun } from "./run_id.ts";
 import { VmstateCapture, vmstateSizeHint } from "./vmstate.ts";
 import {
+  fullBackupNames,
   proxmoxBackupConfig,
   type ProxmoxBackupOptions,
 } from "../proxmox/backup_config.ts";
@@ -140,16 +138,29 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     await cleanLeftovers(qmp, { self: run, dirs: [fleecingDir, tempDir()] });
 
     // Inventory: what the VM has, and what to back up.
-    const selected = selectDisks(await listDisks(qmp), options.drives ?? []);
+    const all = await listDisks(qmp);
+    const wanted = options.drives ?? [];
+    const selected = selectDisks(
+      all,
+      wanted,
+      wanted.length > 0 ? await fullBackupNames(qmp, all) : null,
+    );
     if (selected.length === 0) {
       throw new Error("Cannot start backup: the VM has no writable disk");
     }
+    // With --qga the guest agent tells the guest's OS (ostype).
+    const agent = options.qga ? openGuestAgent(stack, options.qga) : undefined;
+    const os = agent !== undefined &&
+        !(options.configs ?? []).some((c) => c.name === PVE_CONFIG_NAME)
+      ? await guestOstype(agent, options.qga!.timeoutMs)
+      : null;
+    if (os?.note) options.onNotice?.(`${PVE_CONFIG_NAME}: ${os.note}`);
     // The Proxmox description also names the archive's devices (drive-<virtdev>).
     const pve = await proxmoxBackupConfig(
       qmp,
       selected,
       options.configs ?? [],
-      options.proxmox ?? {},
+      { ...options.proxmox, ostype: os?.ostype ?? null },
       options.since?.header,
     );
     const disks = pve.disks;
@@ -185,7 +196,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const vmstateId = vmstate
       ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
       : 0;
-    const privateDir = await makePrivateDir(`${run.tag}-`);
+    const privateDir = await makePrivateTempDir(`${run.tag}-`);
     stack.defer(() => Deno.remove(privateDir, { recursive: true }));
     const ctx: BackupContext = {
       qmp,
@@ -233,14 +244,24 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const freeze = options.qga
       ? await freezeGuest(stack, {
         ...options.qga,
+        ...(agent ? { connection: agent } : {}),
         onWarning: (text) => options.onNotice?.(text),
       })
       : undefined;
     const frozenAt = performance.now();
+    // Bitmaps join the instant: in the jobs' transaction (push, no stop) or
+    // inside the one stop of the filters' insertion (pull).
+    const tracking = changes.tracking;
+    const viaPath = tracking !== undefined && path.takesActions;
     const instant = await fixInstant(ctx, {
-      stop: path.needsStop || changes.tracking !== undefined,
+      stop: path.needsStop || (tracking !== undefined && !viaPath),
       snapshot: async () => {
-        await changes.tracking?.atInstant();
+        if (viaPath) {
+          await path.snapshot(tracking.actions());
+          tracking.added();
+          return;
+        }
+        await tracking?.atInstant();
         await path.snapshot();
       },
       ...(capture ? { startVmstate: () => capture.start() } : {}),

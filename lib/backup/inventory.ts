@@ -92,24 +92,6 @@ export async function listDisks(qmp: QmpClient): Promise<VmDisk[]> {
   return disks;
 }
 
-/** Picks the disks named by `--drive` (by archive name, node name or device id); all when none. */
-export function selectDisks(disks: VmDisk[], wanted: string[]): VmDisk[] {
-  if (wanted.length === 0) return disks;
-  return wanted.map((w) => {
-    const d = disks.find((d) =>
-      d.name === w || d.node === w || d.deviceId === w
-    );
-    if (d === undefined) {
-      throw new Error(
-        `Cannot back up drive "${w}": the VM has no such disk (disks: ${
-          disks.map((d) => d.name).join(", ")
-        })`,
-      );
-    }
-    return d;
-  });
-}
-
 export async function describeVm(
   qmp: QmpClient,
   disks: VmDisk[],

@@ -75,11 +75,11 @@ export async function enableBackgroundSnapshot(
     throw new Error(
       `Cannot save the VM state: QEMU refused a background snapshot (${reason})${
         kernel
-          ? "; the host kernel lacks userfaultfd write-protection"
+          ? "; the host kernel lacks userfaultfd write-protection;"
           : interrupted
-          ? `; an earlier background snapshot of this QEMU was interrupted (migration ${status.status}) and QEMU 7.2 cannot take another until the VM is restarted`
-          : ""
-      }; back up without --vmstate`,
+          ? `; an earlier background snapshot of this QEMU was interrupted (migration ${status.status}): QEMU 7.2 cannot take another until the VM is restarted, and may have left the guest's RAM write-protected (the guest then hangs at its next write to it): restart the VM, or`
+          : ";"
+      } back up without --vmstate`,
       { cause: error },
     );
   }
@@ -94,9 +94,62 @@ export function isSettingsMarker(id: string): boolean {
   return MARKER.test(id);
 }
 
+/** A migration still runs and has sent nothing new for a while. */
+export class MigrationStalledError extends Error {
+  override name = "MigrationStalledError";
+  constructor(readonly status: string, readonly stalledMs: number) {
+    super(
+      `Cannot wait for the background snapshot of the VM's RAM: it is still ${status} and sent nothing for ${
+        Math.round(stalledMs / 1000)
+      } s; vmabak does not cancel it (QEMU 7.2 would leave the guest's RAM write-protected and the VM stuck): it ends when its output drains`,
+    );
+  }
+}
+
+export interface MigrationInfo {
+  status?: string;
+  "error-desc"?: string;
+  ram?: { transferred?: number };
+}
+
 /**
- * Puts back the settings recorded in a marker (cancelling a migration still
- * running and waiting until it stopped) and deletes the marker.
+ * Waits until no migration runs and returns QEMU's last `query-migrate`.
+ * Never cancels it: in QEMU 7.2, `migrate_cancel` of a background snapshot
+ * mid-way leaves guest RAM write-protected by userfaultfd with nobody to
+ * serve the faults (measured: the next write to a page not yet saved, e.g.
+ * a `system_reset`, blocked QEMU for good, `stop` never answered). A
+ * background snapshot into vmabak's spool always completes (the spool
+ * drains to /dev/null when it cannot write), so waiting is enough; waits as
+ * long as it makes progress and throws `MigrationStalledError` after
+ * `stallMs` without any. `check` runs at every poll (it may throw).
+ */
+export async function waitMigrationEnd(
+  qmp: QmpClient,
+  options: { stallMs?: number; check?: () => void } = {},
+): Promise<MigrationInfo> {
+  const stallMs = options.stallMs ?? 60_000;
+  let sent = -1;
+  let since = Date.now();
+  for (;;) {
+    options.check?.();
+    const m = await qmp.execute<MigrationInfo>("query-migrate");
+    if (m.status === undefined || !ACTIVE.includes(m.status)) return m;
+    const now = m.ram?.transferred ?? 0;
+    if (now !== sent) {
+      sent = now;
+      since = Date.now();
+    } else if (Date.now() - since > stallMs) {
+      throw new MigrationStalledError(m.status, stallMs);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Puts back the settings recorded in a marker and deletes the marker, once
+ * no migration runs (a background snapshot still being written, e.g. by a
+ * killed run's spool, is waited for, never cancelled: see
+ * `waitMigrationEnd`).
  */
 export async function restoreSettings(
   qmp: QmpClient,
@@ -106,20 +159,7 @@ export async function restoreSettings(
   if (m === null) {
     throw new Error(`Cannot restore migration settings: bad marker ${marker}`);
   }
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const s = await qmp.execute<{ status?: string }>("query-migrate");
-    if (s.status === undefined || !ACTIVE.includes(s.status)) break;
-    if (Date.now() > deadline) {
-      throw new Error(
-        `Cannot restore migration settings: the migration is still ${s.status}`,
-      );
-    }
-    if (s.status !== "cancelling") {
-      await qmp.execute("migrate_cancel").catch(() => {});
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await waitMigrationEnd(qmp);
   await qmp.execute("migrate-set-parameters", {
     "max-bandwidth": Number(m[3]),
   });

@@ -6,7 +6,10 @@
  */
 import { VMA_CLUSTER_SIZE } from "../vma/format.ts";
 import { type BackupContext, deferQmp, nameFor } from "./context.ts";
-import { enableBackgroundSnapshot } from "./migration_settings.ts";
+import {
+  enableBackgroundSnapshot,
+  waitMigrationEnd,
+} from "./migration_settings.ts";
 import { VmstateSpool } from "./vmstate_spool.ts";
 
 /**
@@ -25,7 +28,8 @@ export class VmstateCapture {
   #ctx: BackupContext;
   #devId: number;
   #spool: VmstateSpool;
-  #status = "none";
+  /** The stream's size once the spool's writer ended (from the `completed` event on). */
+  #written: Promise<number> | undefined;
 
   private constructor(ctx: BackupContext, devId: number, spool: VmstateSpool) {
     this.#ctx = ctx;
@@ -33,15 +37,12 @@ export class VmstateCapture {
     this.#spool = spool;
     const off = ctx.qmp.onEvent((e) => {
       if (e.event !== "MIGRATION") return;
-      this.#status = e.data.status as string;
-      if (["failed", "cancelled"].includes(this.#status)) {
-        const status = this.#status;
-        // A spool that could not be written (a full fleecing directory) is named.
-        void spool.writeFailure().then((f) =>
-          ctx.failure.fail(
-            f ?? new Error(`Cannot save the VM state: migration ${status}`),
-          )
-        );
+      const status = e.data.status as string;
+      // A spool that could not be written (a full fleecing directory) fails
+      // the backup at once, not after the disks were copied.
+      if (status === "completed") this.#written ??= this.#watchWritten();
+      if (["failed", "cancelled"].includes(status)) {
+        ctx.failure.fail(interrupted(status));
       }
     });
     ctx.stack.defer(off);
@@ -71,47 +72,43 @@ export class VmstateCapture {
   async start(): Promise<void> {
     const qmp = this.#ctx.qmp;
     await qmp.execute("migrate", { uri: this.#spool.uri });
-    // Never cancel it: QEMU 7.2 cannot take another background snapshot
-    // after an interrupted one. Into a local file it ends in moments.
+    // On any exit, wait until it ended and never cancel it (see
+    // waitMigrationEnd: a cancelled background snapshot wedges a QEMU 7.2
+    // guest). Into a local file it ends in moments; the spool drains the
+    // stream to /dev/null when it cannot write.
     deferQmp(this.#ctx, () => waitMigrationEnd(qmp));
   }
 
   /** Waits for the stream's end and stores it into the archive; returns its size. */
   async finish(): Promise<number> {
     const ctx = this.#ctx;
-    for (let i = 0; this.#status !== "completed"; i++) {
-      ctx.failure.throwIfFailed();
-      const m = await ctx.qmp.execute<{ status?: string }>("query-migrate");
-      if (m.status === "completed") {
-        this.#status = "completed";
-        break;
-      }
-      if (m.status === "failed" || m.status === "cancelled" || i > 1200) {
-        throw (await this.#spool.writeFailure()) ??
-          new Error(`Cannot save the VM state: migration ${m.status}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
+    const m = await waitMigrationEnd(ctx.qmp, {
+      check: () => ctx.failure.throwIfFailed(),
+    });
+    if (m.status !== "completed") {
+      throw interrupted(m.status ?? "none", m["error-desc"]);
     }
-    const bytes = await this.#spool.waitWritten();
+    this.#written ??= this.#watchWritten();
+    const bytes = await this.#written;
+    ctx.failure.throwIfFailed();
     await this.#spool.copyInto((c, data) =>
       ctx.writer.writeCluster(this.#devId, c, data)
     );
     return bytes;
   }
+
+  #watchWritten(): Promise<number> {
+    const written = this.#spool.waitWritten();
+    written.catch((error) => this.#ctx.failure.fail(error));
+    return written;
+  }
 }
 
-/** Waits (at most a minute) until no migration runs; cancels it only then. */
-async function waitMigrationEnd(qmp: BackupContext["qmp"]): Promise<void> {
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    const m = await qmp.execute<{ status?: string }>("query-migrate");
-    if (!["setup", "active", "device", "cancelling"].includes(m.status ?? "")) {
-      return;
-    }
-    if (Date.now() > deadline) {
-      await qmp.execute("migrate_cancel");
-      return;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
+/** The background snapshot ended without completing (nothing vmabak does: someone else, or QEMU). */
+function interrupted(status: string, why?: string): Error {
+  return new Error(
+    `Cannot save the VM state: QEMU's background snapshot ended ${status}${
+      why ? ` (${why})` : ""
+    }; QEMU 7.2 may leave the guest's RAM write-protected after that: if the guest stops responding, restart the VM`,
+  );
 }

@@ -1,15 +1,46 @@
 /**
- * Where QEMU's migration stream goes: `exec:cat > SPOOL`, a 0600 file in
+ * Where QEMU's migration stream goes: `cat` into SPOOL, a 0600 file in
  * local storage (the fleecing directory). QEMU writes it as fast as the disk
  * takes it, so the guest's pause never depends on the archive's consumer,
  * and the writer is QEMU's own child: when vmabak dies, the background
  * snapshot still ends normally (QEMU 7.2 cannot take another one after an
  * interrupted one, until it restarts). `copyInto` stores the spooled stream
  * afterwards as consecutive 64 KiB clusters (the last one padded with zeros).
+ *
+ * The spool's shell command never fails the migration: when the spool
+ * cannot be written (full directory, quota, I/O error), the rest of the
+ * stream is drained to /dev/null so the background snapshot still completes,
+ * and the failure is recorded for vmabak (see `uri`). In QEMU 7.2 a
+ * background snapshot that FAILS (its output closed mid-way) leaves guest RAM
+ * registered for userfaultfd write-protection with nobody serving the
+ * faults: the next guest write to a page not yet saved, by a vCPU or by
+ * QEMU's main loop (virtio completions, a reset), blocks for good in the
+ * kernel, and the VM is wedged until it is restarted. Only a completed
+ * snapshot unregisters.
  */
 import { VMA_CLUSTER_SIZE } from "../vma/format.ts";
-import { createExclusive, FileError } from "../io/safe_file.ts";
+import { createExclusive } from "../io/safe_file.ts";
 import { printable } from "../text/escape.ts";
+
+/** The spool could not be written: the backup fails, the VM is fine. */
+export class SpoolWriteError extends Error {
+  override name = "SpoolWriteError";
+  constructor(
+    /** The directory the spool was in (the fleecing directory). */
+    readonly dir: string,
+    readonly path: string,
+    /** In words: "no space left on the device", ... */
+    readonly reason: string,
+  ) {
+    super(
+      `Cannot save the VM state: ${reason} in ${printable(dir)} (writing ${
+        printable(path.slice(dir.length + 1))
+      }); ${
+        /space|quota/.test(reason) ? "free space there or " : ""
+      }choose another directory with --fleecing-dir`,
+    );
+  }
+}
 
 /** 'text' for sh. */
 function shQuote(text: string): string {
@@ -40,44 +71,62 @@ export class VmstateSpool {
     return `${this.donePath}.err`;
   }
 
-  /** The migration URI. */
+  /**
+   * The migration URI. `cat` writes the spool; if it fails, a second `cat`
+   * drains the rest of the stream to /dev/null (the shell holds the pipe
+   * open in between, so QEMU never sees it close) and the migration
+   * completes. The done file gets `cat`'s exit status: 0, or why the spool
+   * is incomplete in the error file. Redirections of stderr come first, so
+   * a spool that cannot even be created is reported there too.
+   */
   get uri(): string {
-    return `exec:cat > ${shQuote(this.filePath)} 2> ${
-      shQuote(this.errorPath)
-    } && : > ${shQuote(this.donePath)}`;
+    const err = shQuote(this.errorPath);
+    const done = shQuote(this.donePath);
+    return `exec:if cat 2> ${err} > ${
+      shQuote(this.filePath)
+    }; then echo 0 > ${done}; else s=$?; cat > /dev/null; echo $s > ${done}; fi`;
   }
 
-  /**
-   * Why the spool could not be written (after the migration failed), naming
-   * the file: for example no space left in the fleecing directory.
-   */
-  async writeFailure(): Promise<FileError | undefined> {
+  /** Why the spool could not be written, naming its directory. */
+  async writeFailure(): Promise<SpoolWriteError> {
     const text = await Deno.readTextFile(this.errorPath).catch(() => "");
-    if (text.trim() === "") return undefined;
     const reason = /no space left/i.test(text)
       ? "no space left on the device"
       : /quota/i.test(text)
       ? "disk quota exceeded"
-      : printable(text.trim().split("\n")[0]!.replace(/^cat: /, ""), 200);
-    return new FileError("write", "VM state spool", this.filePath, reason);
+      : text.trim() !== ""
+      ? printable(
+        text.trim().split("\n")[0]!.replace(/^(cat|sh|[^:]*sh): (\d+: )?/, ""),
+        200,
+      )
+      : "the spool could not be written";
+    const dir = this.filePath.slice(0, this.filePath.lastIndexOf("/")) || "/";
+    return new SpoolWriteError(dir, this.filePath, reason);
   }
 
-  /** Waits until `cat` has written all (after QEMU said the migration completed). */
+  /**
+   * Waits until the spool's writer ended (after QEMU said the migration
+   * completed) and returns the stream's size; throws `SpoolWriteError` when
+   * the spool could not be written.
+   */
   async waitWritten(timeoutMs = 60_000): Promise<number> {
     const deadline = Date.now() + timeoutMs;
+    let status: string;
     for (;;) {
       try {
-        await Deno.stat(this.donePath);
-        break;
-      } catch {
-        if (Date.now() > deadline) {
-          throw new Error(
-            `Cannot save the VM state: the spool ${this.filePath} was not finished in time`,
-          );
-        }
-        await new Promise((r) => setTimeout(r, 10));
+        status = (await Deno.readTextFile(this.donePath)).trim();
+        if (status !== "") break;
+      } catch { /* not yet */ }
+      if (Date.now() > deadline) {
+        throw new Error(
+          `Cannot save the VM state: the spool ${
+            printable(this.filePath)
+          } was not finished in time`,
+        );
       }
+      await new Promise((r) => setTimeout(r, 10));
     }
+    if (status !== "0") throw await this.writeFailure();
     const bytes = (await Deno.stat(this.filePath)).size;
     if (bytes === 0) {
       throw new Error("Cannot save the VM state: QEMU sent no migration data");

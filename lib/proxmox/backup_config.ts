@@ -12,7 +12,7 @@ import type { VmaHeader } from "../vma/header.ts";
 import { parsePveConfig } from "./config.ts";
 import { deviceNames, type NamedDisk, renameDisks } from "./device_names.ts";
 import { gatherFacts, type VmFacts } from "./facts.ts";
-import { PVE_CONFIG_NAME } from "./format.ts";
+import { PVE_CONFIG_NAME, type PveOstype } from "./format.ts";
 import { type GeneratedConfig, generatePveConfig } from "./generate.ts";
 
 export interface ProxmoxBackupOptions {
@@ -20,6 +20,8 @@ export interface ProxmoxBackupOptions {
   storage?: string | null;
   /** VM id used in the disk lines' volume names (`--vmid`); default 100. */
   vmid?: number;
+  /** The guest's OS type, from its agent (`--qga`); absent or null: no line. */
+  ostype?: PveOstype | null;
 }
 
 export interface ProxmoxBackupConfig {
@@ -51,7 +53,11 @@ export async function proxmoxBackupConfig(
     generatePveConfig(
       facts,
       named.map((d) => ({ name: d.name, node: d.node, size: d.size })),
-      { storage: options.storage ?? null, vmid: options.vmid ?? 100 },
+      {
+        storage: options.storage ?? null,
+        vmid: options.vmid ?? 100,
+        ostype: options.ostype ?? null,
+      },
     );
   if (user !== undefined) {
     // The user's map lines decide: drive-<virtdev> if they name those.
@@ -96,6 +102,33 @@ export async function proxmoxBackupConfig(
       ],
     };
   }
+}
+
+/**
+ * The device name each of `disks` gets in a backup of all of them (what
+ * `vma list` shows: `drive-virtio0`, or the QEMU name when Proxmox cannot
+ * describe every disk); null when the VM's facts cannot be read.
+ */
+export async function fullBackupNames(
+  qmp: QmpClient,
+  disks: VmDisk[],
+): Promise<string[] | null> {
+  const facts = await gatherFacts(qmp).catch(() => null);
+  if (facts === null) return null;
+  let virtdevs: (string | null)[] | null;
+  try {
+    virtdevs = keysOf(
+      disks,
+      generatePveConfig(
+        facts,
+        disks.map((d) => ({ name: d.name, node: d.node, size: d.size })),
+        { storage: null, vmid: 100 },
+      ),
+    );
+  } catch {
+    virtdevs = null;
+  }
+  return deviceNames(disks, virtdevs, null);
 }
 
 /** Each disk's Proxmox key in a generated config (disks under their QEMU names). */

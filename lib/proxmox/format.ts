@@ -184,3 +184,21 @@ export const DNS_NAME_RE =
 export const PVE_OPTION_KEY_RE = /^[a-z][a-z0-9_-]{0,40}$/;
 /** Size of the OVMF VARS image of each `efitype`. */
 export const PVE_EFI_VARS_SIZE = { "2m": 131072, "4m": 540672 } as const;
+
+/** `ostype:` values (qemu-server's schema) and what each stands for. */
+export const PVE_OSTYPES = {
+  other: "unspecified OS",
+  wxp: "Microsoft Windows XP",
+  w2k: "Microsoft Windows 2000",
+  w2k3: "Microsoft Windows 2003",
+  w2k8: "Microsoft Windows 2008",
+  wvista: "Microsoft Windows Vista",
+  win7: "Microsoft Windows 7",
+  win8: "Microsoft Windows 8/2012/2012r2",
+  win10: "Microsoft Windows 10/2016/2019",
+  win11: "Microsoft Windows 11/2022/2025",
+  l24: "Linux 2.4 Kernel",
+  l26: "Linux 2.6 - 6.X Kernel",
+  solaris: "Solaris/OpenSolaris/OpenIndiania kernel",
+} as const;
+export type PveOstype = keyof typeof PVE_OSTYPES;

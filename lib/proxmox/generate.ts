@@ -13,6 +13,7 @@ import {
   PVE_MACHINE_RE,
   PVE_NIC_MODELS,
   PVE_SCSIHW,
+  type PveOstype,
   type PveScsiHw,
   UUID_RE,
 } from "./format.ts";
@@ -29,6 +30,8 @@ export interface GenerateOptions {
   /** Storage id for the disk lines and map lines; null: empty in map lines. */
   storage: string | null;
   vmid: number;
+  /** From the guest agent (`--qga`); absent or null: no `ostype` line. */
+  ostype?: PveOstype | null;
 }
 
 export interface GeneratedConfig {
@@ -156,6 +159,7 @@ export function generatePveConfig(
     if (DNS_NAME_RE.test(facts.name)) lines.set("name", facts.name);
     else notes.push("name: not a DNS name, left out");
   }
+  if (options.ostype) lines.set("ostype", options.ostype);
   if (facts.uuid !== null && UUID_RE.test(facts.uuid)) {
     lines.set("smbios1", `uuid=${facts.uuid}`);
   }

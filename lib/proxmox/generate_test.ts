@@ -118,6 +118,24 @@ Deno.test("generatePveConfig(): SeaBIOS, virtio-blk, one NIC, boot order from bo
   assertRestorable(g.text, disks);
 });
 
+Deno.test("generatePveConfig(): an ostype from the guest agent is one sorted line; none without it", () => {
+  const disks = archived("d0");
+  const facts = vm({ blocks: [disk("d0", "virtio-blk-pci", pci)] });
+  for (const ostype of ["l26", "win11"] as const) {
+    const g = generatePveConfig(facts, disks, { ...opts, ostype });
+    const lines = g.text.split("\n");
+    assert.deepEqual(lines.slice(5, 8), [
+      "name: web-1",
+      `ostype: ${ostype}`,
+      "smbios1: uuid=3f9c1a52-7d1e-4b8e-9a51-0c6f2d4e8b71",
+    ]);
+    assertRestorable(g.text, disks);
+  }
+  for (const none of [opts, { ...opts, ostype: null }]) {
+    assert.doesNotMatch(generatePveConfig(facts, disks, none).text, /ostype/);
+  }
+});
+
 Deno.test("generatePveConfig(): virtio-scsi, one controller per disk or one for all, with --storage", () => {
   const disks = archived("a", "b");
   const bus = (n: string) => ({

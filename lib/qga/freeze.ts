@@ -21,6 +21,8 @@ export interface FreezeOptions {
   /** Fail the backup when the guest cannot be frozen (else: crash-consistent, with a warning). */
   required: boolean;
   onWarning: (text: string) => void;
+  /** A connection already being opened (its failure is handled here); else one is opened. */
+  connection?: Promise<QgaClient>;
 }
 
 export interface FreezeResult {
@@ -69,7 +71,8 @@ export async function freezeGuest(
     client?.close();
   };
   try {
-    client = await QgaClient.connect(options.path, options.timeoutMs);
+    client = await (options.connection ??
+      QgaClient.connect(options.path, options.timeoutMs));
     stack.defer(finish);
     state = "freezing";
     const frozen = await client.execute<number>(

@@ -2,8 +2,21 @@
  * A stand-in for qemu-ga on a unix socket, for the freeze paths a real agent
  * cannot take safely on a build host (its freeze would freeze the host's own
  * file systems). It answers `guest-sync-delimited` as qemu-ga does (0xFF
- * first), records every command, and has fault knobs for the freeze.
+ * first) and `guest-get-osinfo` (any answer given), records every
+ * command, and has fault knobs for the freeze.
  */
+/** What qemu-ga 7.2 answers on a Debian 12 guest. */
+export const DEBIAN_OSINFO = {
+  "name": "Debian GNU/Linux",
+  "kernel-release": "6.1.0-13-amd64",
+  "version": "12 (bookworm)",
+  "pretty-name": "Debian GNU/Linux 12 (bookworm)",
+  "version-id": "12",
+  "kernel-version": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.55-1 (2023-09-29)",
+  "machine": "x86_64",
+  "id": "debian",
+};
+
 export interface FakeQgaOptions {
   /**
    * "ok": answers 1 file system; "slow": the same, after `slowMs`, and like
@@ -11,6 +24,13 @@ export interface FakeQgaOptions {
    */
   freeze: "ok" | "slow" | "error";
   slowMs?: number;
+  /**
+   * The answer to `guest-get-osinfo`: a `return` value, or an error answer
+   * (`{ error: { class, desc } }`); default: a Debian guest's.
+   */
+  osinfo?: unknown;
+  /** Answers `guest-get-osinfo` this late (reading nothing else meanwhile, like qemu-ga). */
+  osinfoDelayMs?: number;
   /** Called when a command arrives, before it is answered. */
   onCommand?: (command: string) => Promise<void> | void;
 }
@@ -81,6 +101,16 @@ export class FakeQga {
             : JSON.stringify({ return: 1 });
         } else if (msg.execute === "guest-fsfreeze-thaw") {
           reply = JSON.stringify({ return: 1 });
+        } else if (msg.execute === "guest-get-osinfo") {
+          if (options.osinfoDelayMs) {
+            await new Promise((r) => setTimeout(r, options.osinfoDelayMs));
+          }
+          const answer = options.osinfo ?? DEBIAN_OSINFO;
+          reply = JSON.stringify(
+            typeof answer === "object" && answer !== null && "error" in answer
+              ? answer
+              : { return: answer },
+          );
         } else {
           reply = JSON.stringify({ return: {} });
         }

@@ -1,0 +1,164 @@
+// deno-lint-ignore-file no-console -- tests print what they measured
+/**
+ * QEMU 7.2 wedges the guest when a background snapshot fails or is
+ * cancelled mid-way (guest RAM stays write-protected by userfaultfd with
+ * nobody serving the faults). `backup --vmstate` must never let that happen:
+ * a spool directory that fills up, and a killed run's snapshot still being
+ * written when the next run starts. Real QEMU, the counter guest; every
+ * command to QEMU is bounded.
+ */
+import assert from "node:assert/strict";
+import { haveQemu, migrationCapsOn } from "./helpers/qemu_vm.ts";
+import { oneLine, vmabak } from "./helpers/run.ts";
+import { assertVmClean, MiB, vmabakFiles } from "./helpers/backup_checks.ts";
+import {
+  assertGuestAlive,
+  BOUNDED,
+  startCounterVm,
+} from "./helpers/counter_vm.ts";
+import { CAN_MOUNT, mountTmpfs } from "./helpers/tmpfs.ts";
+
+const HAVE = await haveQemu();
+const SLOW_CAT = new URL("./helpers/slow_cat.ts", import.meta.url).pathname;
+
+/** Files of an archive named `name` (published or temporary) in `dir`. */
+function archiveFiles(dir: string, name: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).filter((n) =>
+    n.startsWith(name)
+  );
+}
+
+Deno.test({
+  name:
+    "backup --vmstate whose spool directory fills up fails naming it, and the guest is not wedged (QEMU 7.2 failed background snapshot)",
+  ignore: !HAVE || !CAN_MOUNT,
+  async fn() {
+    // 24 MiB of random RAM: a stream of about 26 MiB into a 4 MiB directory.
+    const vm = await startCounterVm({ randomMiB: 24 });
+    const small = await mountTmpfs(`${vm.dir}/small`, "4M");
+    try {
+      const caps = await migrationCapsOn(vm.monitor);
+      const t0 = performance.now();
+      const r = await vmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "--vmstate",
+        "--fleecing-dir",
+        small.path,
+        "-o",
+        `${vm.dir}/b.vma`,
+      ]);
+      const seconds = (performance.now() - t0) / 1000;
+      assert.equal(r.code, 1, r.stderr);
+      const line = oneLine(
+        r.stderr.split("\n").filter((l) => !l.startsWith("backup:")).join(
+          "\n",
+        ),
+      );
+      console.log(`after ${seconds.toFixed(1)} s: ${line}`);
+      assert.ok(
+        line.startsWith(
+          `vmabak backup: Cannot save the VM state: no space left on the device in ${small.path} `,
+        ),
+        line,
+      );
+      assert.match(line, /--fleecing-dir/);
+      assert.deepEqual(archiveFiles(vm.dir, "b.vma"), [], "no archive");
+      assert.deepEqual(vmabakFiles(small.path), [], "no spool left");
+      // QEMU's background snapshot completed (the spool drained the rest).
+      const m = await vm.monitor.execute<{ status: string }>(
+        "query-migrate",
+        undefined,
+        BOUNDED,
+      );
+      assert.equal(m.status, "completed");
+      await assertGuestAlive(vm);
+      assert.deepEqual(await migrationCapsOn(vm.monitor), caps);
+      await assertVmClean(vm);
+      // And the next --vmstate backup, into a roomy directory, works.
+      const ok = await vmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "--vmstate",
+        "--fleecing-dir",
+        vm.dir,
+        "-o",
+        `${vm.dir}/ok.vma`,
+      ]);
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stderr, /VM state \d/);
+      assert.equal((await vmabak(["verify", `${vm.dir}/ok.vma`])).code, 0);
+      await assertGuestAlive(vm);
+    } finally {
+      await small.unmount();
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a background snapshot a killed --vmstate run left running is waited for, never cancelled (QEMU 7.2 wedges the guest then)",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await startCounterVm({ randomMiB: 24 });
+    try {
+      const caps = await migrationCapsOn(vm.monitor);
+      // What a SIGKILLed run leaves: its settings marker (a run that is
+      // gone: the pid of a process that exited) and its background snapshot
+      // still being written by QEMU's child, here at 8 MiB/s.
+      const gone = new Deno.Command("true").spawn();
+      await gone.status;
+      const marker = `vmabak-p${gone.pid}s1-mig-bs0-ev0-bw134217728`;
+      await vm.monitor.execute("object-add", {
+        "qom-type": "secret",
+        id: marker,
+        data: "vmabak",
+      }, BOUNDED);
+      await vm.monitor.execute("migrate-set-capabilities", {
+        capabilities: [
+          { capability: "background-snapshot", state: true },
+          { capability: "events", state: true },
+        ],
+      }, BOUNDED);
+      await vm.monitor.execute("migrate-set-parameters", {
+        "max-bandwidth": 100 * 1024 ** 3,
+      }, BOUNDED);
+      await vm.monitor.execute("migrate", {
+        uri: `exec:${Deno.execPath()} run -A ${SLOW_CAT} ${8 * MiB} -`,
+      }, BOUNDED);
+      const t0 = performance.now();
+      const r = await vmabak([
+        "backup",
+        "--qmp",
+        vm.qmpPath,
+        "--vmstate",
+        "--fleecing-dir",
+        vm.dir,
+        "-o",
+        `${vm.dir}/b.vma`,
+      ]);
+      const seconds = (performance.now() - t0) / 1000;
+      console.log(
+        `the next backup --vmstate took ${
+          seconds.toFixed(1)
+        } s (it waited for the killed run's snapshot)`,
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((await vmabak(["verify", `${vm.dir}/b.vma`])).code, 0);
+      const objects = await vm.monitor.execute<{ name: string }[]>(
+        "qom-list",
+        { path: "/objects" },
+        BOUNDED,
+      );
+      assert.ok(!objects.some((o) => o.name === marker), "marker removed");
+      await assertGuestAlive(vm);
+      assert.deepEqual(await migrationCapsOn(vm.monitor), caps);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
