@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { EndOfStreamError } from "../io/read_exact.ts";
-import { makePrivateDir } from "./private_dir.ts";
+import { makePrivateTempDir } from "../io/safe_file.ts";
 import { SocketReader } from "./socket_reader.ts";
 
 /** A unix socket whose other end writes `bytes` in pieces of random size, then closes. */
 async function socketWith(bytes: Uint8Array) {
-  const dir = await makePrivateDir("vmabak-sockreader-");
+  const dir = await makePrivateTempDir("vmabak-sockreader-");
   const path = `${dir}/s.sock`;
   const listener = Deno.listen({ transport: "unix", path });
   const writer = listener.accept().then(async (conn) => {
