@@ -13,6 +13,8 @@ import {
   diskCounter,
 } from "./helpers/boot_sector.ts";
 import { haveQemu } from "./helpers/qemu_vm.ts";
+import { assertImage, buildChain } from "./helpers/chain_fixture.ts";
+import { startRestored } from "./helpers/restored_vm.ts";
 import {
   haveTool,
   oneLine,
@@ -160,6 +162,14 @@ Deno.test({
         `${dir}/disk-drive-virtio1.qcow2`,
         `${tmp}/virtio1.raw`,
       );
+      // Later, resume.sh starts the VM again from the local files alone.
+      const again = await startRestored(dir, ["-machine", "accel=tcg"]);
+      try {
+        const st = await again.qmp.execute<{ status: string }>("query-status");
+        assert.equal(st.status, "running");
+      } finally {
+        await again.stop();
+      }
       assert.ok(
         Buffer.compare(
           virtio1,
@@ -173,7 +183,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "restore --live refuses, with one line and before creating anything: an existing DIR, hostile configs, RAM state, a zstd stream without seek table, standard input",
+    "restore --live refuses, with one line and before creating anything: an existing DIR, hostile configs, RAM state, a zstd stream without seek table, standard input; a QEMU that does not start leaves no DIR",
   ignore: !ready,
   async fn() {
     await withTempDir(async (tmp) => {
@@ -215,7 +225,18 @@ Deno.test({
         "vmabak.json",
         JSON.stringify({ ...goodDescription(), vmstate: true }),
       );
+      // Valid, but no QEMU has it: QEMU refuses to start, DIR is removed.
+      await make(
+        "machine.vma",
+        "vmabak.json",
+        JSON.stringify({ ...goodDescription(), machine: "pc-q35-99.0" }),
+      );
       const cases: [string[], RegExp, number][] = [
+        [
+          [`${tmp}/machine.vma`],
+          /Cannot start qemu-system-x86_64: .*unsupported machine type/,
+          1,
+        ],
         [[`${tmp}/node.vma`], /node name/, 1],
         [[`${tmp}/boot.vma`], /invalid boot device/, 1],
         [[`${tmp}/state.vma`], /RAM state.*use vmabak restore/, 1],
@@ -230,6 +251,15 @@ Deno.test({
         assert.match(oneLine(r.stderr), why);
         await assert.rejects(Deno.lstat(dir), `${args}: ${dir} was created`);
       }
+      const speed = await vmabak([
+        "restore",
+        "--speed",
+        "1M",
+        archive,
+        `${tmp}/new`,
+      ]);
+      assert.equal(speed.code, 2, speed.stderr);
+      assert.match(oneLine(speed.stderr), /--speed goes with --live/);
       // An existing DIR, even empty, is refused and left as it was.
       await Deno.mkdir(`${tmp}/old`);
       const r = await vmabak(["restore", "--live", archive, `${tmp}/old`]);
@@ -246,8 +276,8 @@ Deno.test({
   ignore: !ready,
   async fn() {
     await withTempDir(async (tmp) => {
-      // 256 MiB of data: the stream takes far longer than the signal.
-      const size = 256 * 1024 * 1024;
+      // 32 MiB of data at 1 MiB/s (--speed): the signal comes long before the end.
+      const size = 32 * 1024 * 1024;
       await Deno.writeFile(`${tmp}/img.raw`, new Uint8Array(size).fill(0x5a));
       await Deno.writeTextFile(
         `${tmp}/vmabak.json`,
@@ -269,9 +299,14 @@ Deno.test({
       assert.equal(c.code, 0, c.stderr);
       await Deno.remove(`${tmp}/img.raw`);
       const dir = `${tmp}/vm`;
-      const child = spawnVmabak(["restore", "--live", `${tmp}/x.vma`, dir], {
-        stderr: "piped",
-      });
+      const child = spawnVmabak([
+        "restore",
+        "--live",
+        "--speed",
+        "1M",
+        `${tmp}/x.vma`,
+        dir,
+      ], { stderr: "piped" });
       let pid: number | undefined;
       let stderr = "";
       try {
@@ -433,6 +468,48 @@ Deno.test({
         (await Deno.stat(`${dir}/disk-drive-efidisk0.raw`)).size,
         (await Deno.stat(`${tmp}/efi.raw`)).size,
       );
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "restore --live LAST --base ... of a chain: every disk streamed from the newest archive holding each cluster equals the last instant's image",
+  ignore: !ready,
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const chain = await buildChain(tmp);
+      const [full, inc1, inc2, inc3] = chain.archives;
+      const dir = `${tmp}/vm`;
+      let pid: number | undefined;
+      try {
+        const r = await vmabak([
+          "restore",
+          "--live",
+          inc3!,
+          "--base",
+          inc2!,
+          "--base",
+          inc1!,
+          "--base",
+          full!,
+          dir,
+        ]);
+        pid = Number(/^pid (\d+)$/m.exec(r.text)?.[1]) || undefined;
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /2 of 2 disks done/);
+        assert.ok(pid !== undefined && alive(pid), "QEMU runs after vmabak");
+      } finally {
+        await killQemu(pid);
+      }
+      // No guest OS: nothing wrote to the disks; they are the last instant.
+      const [a, b] = chain.states[3]!;
+      for (const [name, want] of [["drive0", a], ["drive1", b]]) {
+        const overlay = `${dir}/disk-${name}.qcow2`;
+        assert.equal(await backingFile(overlay), undefined, overlay);
+        await toRaw(overlay, `${tmp}/${name}.out`);
+        await assertImage(`${tmp}/${name}.out`, want!);
+      }
     });
   },
 });

@@ -1,7 +1,8 @@
-import { parseCommandArgs } from "./args.ts";
+import { parseCommandArgs, parseSize } from "./args.ts";
 import { openChain } from "./chain.ts";
 import { runLiveRestore } from "./restore_live.ts";
 import type { Command } from "./types.ts";
+import { UsageError } from "../errors.ts";
 import { extractChain } from "../chain/extract.ts";
 import { VM_CONFIG_NAME } from "../backup/backup.ts";
 import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
@@ -15,7 +16,8 @@ import { writeFileExclusive } from "../io/safe_file.ts";
 import { printable } from "../text/escape.ts";
 import { resolve } from "node:path";
 
-const USAGE = "vmabak restore [--live] ARCHIVE [--base PREV]... TARGETDIR";
+const USAGE =
+  "vmabak restore [--live [--speed BYTES_PER_S]] ARCHIVE [--base PREV]... TARGETDIR";
 
 export const restoreCommand: Command = {
   name: "restore",
@@ -26,6 +28,7 @@ export const restoreCommand: Command = {
     const { values, positionals } = parseCommandArgs(ctx.args, {
       base: { type: "string", multiple: true },
       live: { type: "boolean" },
+      speed: { type: "string" },
     }, {
       min: 2,
       max: 2,
@@ -34,8 +37,14 @@ export const restoreCommand: Command = {
     const target = positionals[1]!;
     const dir = resolve(target);
     const bases = (values.base as string[] | undefined) ?? [];
+    if (values.speed !== undefined && values.live !== true) {
+      throw new UsageError(`--speed goes with --live (usage: ${USAGE})`);
+    }
     if (values.live === true) {
-      await runLiveRestore(ctx, positionals[0]!, bases, dir);
+      const speed = values.speed === undefined
+        ? undefined
+        : parseSize(values.speed as string, "--speed");
+      await runLiveRestore(ctx, positionals[0]!, bases, dir, speed);
       return;
     }
     const chain = await openChain([positionals[0]!, ...bases], ctx, "restore");

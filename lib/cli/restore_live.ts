@@ -10,6 +10,7 @@ export async function runLiveRestore(
   archive: string,
   bases: string[],
   dir: string,
+  speed?: number,
 ): Promise<void> {
   if (archive === "-" || bases.includes("-")) {
     throw new UsageError(
@@ -19,6 +20,7 @@ export async function runLiveRestore(
   let last = "";
   const result = await liveRestore(archive, dir, {
     bases,
+    ...(speed !== undefined ? { speed } : {}),
     signal: ctx.signal,
     log: (line) => ctx.stderr.line(`restore: ${line}`),
     progress: (p) => {

@@ -70,7 +70,11 @@ export function proxmoxArgs(
     ["-qmp", `unix:${dir}/qmp.sock,server=on,wait=off`],
   );
   if (plan.vga !== null) args.push(["-vga", plan.vga]);
-  if (plan.localtime) args.push(["-rtc", "base=localtime"]);
+  const rtc = [
+    ...(plan.localtime ? ["base=localtime"] : []),
+    ...(plan.windows ? ["driftfix=slew"] : []),
+  ];
+  if (rtc.length > 0) args.push(["-rtc", rtc.join(",")]);
   if (plan.vmgenid !== null) {
     args.push(["-device", `vmgenid,guid=${plan.vmgenid}`]);
   }

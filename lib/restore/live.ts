@@ -45,6 +45,8 @@ export class LiveRestoreError extends Error {
 
 export interface LiveRestoreOptions {
   bases: string[];
+  /** Bytes per second each stream job may copy (QEMU's `speed`); unlimited when absent. */
+  speed?: number;
   signal: AbortSignal;
   /** A line for the user (what happens, where things are). */
   log: (line: string) => void;
@@ -149,7 +151,11 @@ export async function liveRestore(
   );
   try {
     qmp = await connectQmp(qmpSocket);
-    await streamAll(qmp, streams, { signal, onProgress: options.progress });
+    await streamAll(qmp, streams, {
+      signal,
+      onProgress: options.progress,
+      ...(options.speed !== undefined ? { speed: options.speed } : {}),
+    });
     await flushNodes(qmp, disks.map((d) => d.node));
     await checkStandalone(qmp, disks.map((d) => d.node), overlays);
   } catch (error) {

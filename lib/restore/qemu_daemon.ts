@@ -99,7 +99,8 @@ function killQemu(pid: number, pidFile: string): void {
 }
 
 /**
- * Stops the VM: `quit` over QMP (when a client is given), then waits up to
+ * Stops the VM: `quit` over QMP, or SIGTERM when there is no working QMP
+ * client (QEMU closes its images cleanly on both), then waits up to
  * `timeoutMs` for the process to end, and kills it if it did not.
  */
 export async function stopQemu(
@@ -108,7 +109,17 @@ export async function stopQemu(
   qmp: QmpClient | undefined,
   timeoutMs = 30_000,
 ): Promise<void> {
-  await qmp?.execute("quit", undefined, { timeoutMs: 10_000 }).catch(() => {});
+  const quit = qmp === undefined || qmp.error !== undefined
+    ? false
+    : await qmp.execute("quit", undefined, { timeoutMs: 10_000 }).then(
+      () => true,
+      () => false,
+    );
+  if (!quit && qemuRunning(pid, pidFile)) {
+    try {
+      Deno.kill(pid, "SIGTERM");
+    } catch { /* gone */ }
+  }
   const deadline = Date.now() + timeoutMs;
   while (qemuRunning(pid, pidFile) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));

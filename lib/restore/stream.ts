@@ -5,7 +5,7 @@
  * `query-block-jobs`; completion and errors from QMP events.
  */
 import type { QmpClient, QmpEvent } from "../qmp/client.ts";
-import { printable } from "../text/escape.ts";
+import { checkQemuId, printable } from "../text/escape.ts";
 
 /** A stream job failed, was cancelled, or could not be started. */
 export class StreamError extends Error {
@@ -48,6 +48,8 @@ export async function streamAll(
     signal: AbortSignal;
     onProgress: (p: StreamProgress) => void;
     intervalMs?: number;
+    /** Bytes per second per job (QEMU's `speed`). */
+    speed?: number;
   },
 ): Promise<void> {
   const ids = targets.map((_, i) => `${JOB_PREFIX}${i}`);
@@ -72,7 +74,11 @@ export async function streamAll(
     for (const [i, t] of targets.entries()) {
       options.signal.throwIfAborted();
       try {
-        await qmp.execute("block-stream", { "job-id": ids[i], device: t.node });
+        await qmp.execute("block-stream", {
+          "job-id": ids[i],
+          device: t.node,
+          ...(options.speed !== undefined ? { speed: options.speed } : {}),
+        });
       } catch (error) {
         throw new StreamError(
           `Cannot stream ${printable(t.device, 80)}: ${
@@ -181,7 +187,8 @@ export function progressLine(p: StreamProgress): string {
  * that say where streamed clusters are) in memory until a flush, and the
  * overlay no longer has a backing file to fall back on. Through HMP's
  * `qemu-io NODE "flush"` (QMP has no flush command), which does not pause
- * the guest. Node names are QEMU ids, checked before they reach QEMU.
+ * the guest. Node names are QEMU ids (checked: no space, quote or comma
+ * can reach the monitor's command line).
  */
 export async function flushNodes(
   qmp: QmpClient,
@@ -189,7 +196,7 @@ export async function flushNodes(
 ): Promise<void> {
   for (const node of nodes) {
     const out = await qmp.execute<string>("human-monitor-command", {
-      "command-line": `qemu-io ${node} "flush"`,
+      "command-line": `qemu-io ${checkQemuId(node, "node name")} "flush"`,
     });
     if (out.trim() !== "") {
       throw new StreamError(
