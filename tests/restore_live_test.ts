@@ -13,6 +13,8 @@ import {
   diskCounter,
 } from "./helpers/boot_sector.ts";
 import { haveQemu } from "./helpers/qemu_vm.ts";
+import { assertImage, buildChain } from "./helpers/chain_fixture.ts";
+import { startRestored } from "./helpers/restored_vm.ts";
 import {
   haveTool,
   oneLine,
@@ -160,6 +162,14 @@ Deno.test({
         `${dir}/disk-drive-virtio1.qcow2`,
         `${tmp}/virtio1.raw`,
       );
+      // Later, resume.sh starts the VM again from the local files alone.
+      const again = await startRestored(dir, ["-machine", "accel=tcg"]);
+      try {
+        const st = await again.qmp.execute<{ status: string }>("query-status");
+        assert.equal(st.status, "running");
+      } finally {
+        await again.stop();
+      }
       assert.ok(
         Buffer.compare(
           virtio1,
@@ -458,6 +468,48 @@ Deno.test({
         (await Deno.stat(`${dir}/disk-drive-efidisk0.raw`)).size,
         (await Deno.stat(`${tmp}/efi.raw`)).size,
       );
+    });
+  },
+});
+
+Deno.test({
+  name:
+    "restore --live LAST --base ... of a chain: every disk streamed from the newest archive holding each cluster equals the last instant's image",
+  ignore: !ready,
+  async fn() {
+    await withTempDir(async (tmp) => {
+      const chain = await buildChain(tmp);
+      const [full, inc1, inc2, inc3] = chain.archives;
+      const dir = `${tmp}/vm`;
+      let pid: number | undefined;
+      try {
+        const r = await vmabak([
+          "restore",
+          "--live",
+          inc3!,
+          "--base",
+          inc2!,
+          "--base",
+          inc1!,
+          "--base",
+          full!,
+          dir,
+        ]);
+        pid = Number(/^pid (\d+)$/m.exec(r.text)?.[1]) || undefined;
+        assert.equal(r.code, 0, r.stderr);
+        assert.match(r.stderr, /2 of 2 disks done/);
+        assert.ok(pid !== undefined && alive(pid), "QEMU runs after vmabak");
+      } finally {
+        await killQemu(pid);
+      }
+      // No guest OS: nothing wrote to the disks; they are the last instant.
+      const [a, b] = chain.states[3]!;
+      for (const [name, want] of [["drive0", a], ["drive1", b]]) {
+        const overlay = `${dir}/disk-${name}.qcow2`;
+        assert.equal(await backingFile(overlay), undefined, overlay);
+        await toRaw(overlay, `${tmp}/${name}.out`);
+        await assertImage(`${tmp}/${name}.out`, want!);
+      }
     });
   },
 });

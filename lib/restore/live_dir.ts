@@ -199,7 +199,7 @@ async function overlayInfo(
 }
 
 /** The export name in a backing file name `nbdBacking` wrote, or null. */
-function backingExport(backing: string): string | null {
+export function backingExport(backing: string): string | null {
   if (!backing.startsWith("json:")) return null;
   try {
     const j = JSON.parse(backing.slice(5));

@@ -16,7 +16,7 @@ import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 import { planVm } from "../proxmox/plan.ts";
 import type { VmPlan } from "../proxmox/plan_types.ts";
 import { findOvmf, proxmoxArgs, proxmoxScript } from "../proxmox/qemu_args.ts";
-import { printable, qemuOptValue } from "../text/escape.ts";
+import { checkQemuId, printable, qemuOptValue } from "../text/escape.ts";
 import { planExtract } from "../vma/extract.ts";
 import { VMA_VMSTATE_NAME } from "../vma/format.ts";
 import type { VmaHeader } from "../vma/header.ts";
@@ -96,7 +96,9 @@ export function overlayDisks(plan: RestorePlan): OverlayDisk[] {
     return plan.desc.disks.flatMap((d, i) =>
       NOT_RECREATED_TYPES.includes(d.deviceType) ? [] : [{
         device: d.name,
-        node: d.node.startsWith("#") ? `disk${i}` : d.node,
+        node: d.node.startsWith("#")
+          ? `disk${i}`
+          : checkQemuId(d.node, "node name"),
       }]
     );
   }

@@ -5,7 +5,7 @@
  * `query-block-jobs`; completion and errors from QMP events.
  */
 import type { QmpClient, QmpEvent } from "../qmp/client.ts";
-import { printable } from "../text/escape.ts";
+import { checkQemuId, printable } from "../text/escape.ts";
 
 /** A stream job failed, was cancelled, or could not be started. */
 export class StreamError extends Error {
@@ -187,7 +187,8 @@ export function progressLine(p: StreamProgress): string {
  * that say where streamed clusters are) in memory until a flush, and the
  * overlay no longer has a backing file to fall back on. Through HMP's
  * `qemu-io NODE "flush"` (QMP has no flush command), which does not pause
- * the guest. Node names are QEMU ids, checked before they reach QEMU.
+ * the guest. Node names are QEMU ids (checked: no space, quote or comma
+ * can reach the monitor's command line).
  */
 export async function flushNodes(
   qmp: QmpClient,
@@ -195,7 +196,7 @@ export async function flushNodes(
 ): Promise<void> {
   for (const node of nodes) {
     const out = await qmp.execute<string>("human-monitor-command", {
-      "command-line": `qemu-io ${node} "flush"`,
+      "command-line": `qemu-io ${checkQemuId(node, "node name")} "flush"`,
     });
     if (out.trim() !== "") {
       throw new StreamError(
