@@ -19,6 +19,7 @@ import {
   table,
   writeMixedImage,
 } from "./bench_util.ts";
+import { sleep } from "../tests/helpers/sleep.ts";
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -26,7 +27,6 @@ const SIZE = Number(Deno.env.get("BENCH_PULL_BYTES") ?? 2 * GiB);
 const BIG = Number(Deno.env.get("BENCH_PULL_BIG") ?? 8 * GiB);
 const RUNS = 3;
 const VMABAK = `${Deno.execPath()} run -A ${MAIN}`;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const work = await Deno.makeTempDir({
   prefix: "vmabak-bench-pull-",

@@ -426,18 +426,26 @@ Deno.test({
 
 Deno.test({
   name:
-    "a push-mode full leaves tracking bitmaps too (added with the guest stopped); --since it works, --mode push --since is refused",
+    "a push-mode full leaves tracking bitmaps too, added in the jobs' own transaction without stopping the guest (two disks); --since it works, --mode push --since is refused",
   ignore: !HAVE,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "qcow2", size: 8 * MiB, fill: ["write -P 6 0 2M"] }],
-    });
+    const vm = await TestVm.start({ disks: disks() });
     try {
       const a = (n: string) => `${vm.dir}/${n}`;
-      await mustBackup(vm, a("full.vma"), "--mode", "push");
+      const events: string[] = [];
+      const off = vm.monitor.onEvent((e) => {
+        if (e.event === "STOP" || e.event === "RESUME") events.push(e.event);
+      });
+      const f = await mustBackup(vm, a("full.vma"), "--mode", "push");
+      // Let QEMU's events of the run reach the test's monitor.
+      await vm.monitor.execute("query-status");
+      off();
+      assert.deepEqual(events, [], "the guest was stopped");
+      assert.doesNotMatch(f.stderr, /guest paused/);
       const u0 = (await info(a("full.vma"))).uuid;
       assert.deepEqual(await bitmaps(vm), tracking(vm, u0));
       await vm.guestWrite(0, 0xa1, 6 * MiB, 64 * KiB);
+      await vm.guestWrite(1, 0xa2, 1 * MiB, 128 * KiB);
       const truth = await truthNow(vm, "1");
       const p = await backup(
         vm,
@@ -450,9 +458,10 @@ Deno.test({
       assert.equal(p.code, 1);
       assert.match(oneLine(p.stderr), /--mode push.*--mode pull/);
       await mustBackup(vm, a("inc1.vma"), "--since", a("full.vma"));
-      assert.deepEqual(await changed(a("inc1.vma")), [1]);
+      assert.deepEqual(await changed(a("inc1.vma")), [1, 2]);
       await assertChainEquals([a("full.vma"), a("inc1.vma")], truth, [
         "drive-virtio0",
+        "drive-virtio1",
       ]);
       // A new full starts another chain; the old one's bitmap is named.
       const f2 = await mustBackup(vm, a("full2.vma"));
@@ -494,6 +503,58 @@ Deno.test({
       );
       const i = await info(a("inc1.vma"));
       assert.equal(i.incremental, null);
+      await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "--since - reads PREV's header from standard input (a zstd one too); a base without bitmaps is refused naming standard input",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({ disks: disks() });
+    try {
+      const a = (n: string) => `${vm.dir}/${n}`;
+      const names = ["drive-virtio0", "drive-virtio1"];
+      await mustBackup(vm, a("full.vma.zst"));
+      await vm.guestWrite(0, 0xb1, 3 * MiB, 64 * KiB);
+      await vm.guestWrite(1, 0xb2, 5 * MiB, 64 * KiB);
+      const truth = await truthNow(vm, "1");
+      const r = await vmabak(
+        ["backup", "--qmp", vm.qmpPath, "--since", "-", "-o", a("inc1.vma")],
+        { stdin: await Deno.readFile(a("full.vma.zst")) },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /incremental since the archive on standard input/);
+      assert.deepEqual(await changed(a("inc1.vma")), [1, 1]);
+      await assertChainEquals([a("full.vma.zst"), a("inc1.vma")], truth, names);
+
+      // An archive whose disks carry no bitmap of it: refused, nothing written.
+      await mustBackup(vm, a("untracked.vma"), "--no-track");
+      const before = await bitmaps(vm);
+      const bad = await vmabak(
+        ["backup", "--qmp", vm.qmpPath, "--since", "-", "-o", a("x.vma")],
+        { stdin: await Deno.readFile(a("untracked.vma")) },
+      );
+      assert.equal(bad.code, 1);
+      assert.match(
+        oneLine(bad.stderr),
+        /^vmabak backup: Cannot back up incrementally since the archive on standard input: disk drive-virtio0 has no bitmap .*take a full backup/,
+      );
+      await assert.rejects(Deno.stat(a("x.vma")));
+      assert.deepEqual(await bitmaps(vm), before);
+      // Not an archive: one line, exit 1.
+      const junk = await vmabak(
+        ["backup", "--qmp", vm.qmpPath, "--since", "-", "-o", a("y.vma")],
+        { stdin: new TextEncoder().encode("not an archive\n") },
+      );
+      assert.equal(junk.code, 1);
+      assert.equal(junk.stderr.trim().split("\n").length, 1, junk.stderr);
+      assert.match(junk.stderr, /^vmabak backup: Cannot /);
+      await assert.rejects(Deno.stat(a("y.vma")));
       await assertVmClean(vm);
     } finally {
       await vm.destroy();

@@ -21,7 +21,7 @@ import {
   encodeGreeting,
   encodeOptionReply,
 } from "../lib/nbd/handshake.ts";
-import { makePrivateDir } from "../lib/nbd/private_dir.ts";
+import { makePrivateTempDir } from "../lib/io/safe_file.ts";
 import { SocketReader } from "../lib/nbd/socket_reader.ts";
 import { decodeRequest, encodeSimpleReply } from "../lib/nbd/transmission.ts";
 
@@ -69,7 +69,7 @@ async function withFake(
   knobs: { wrongCookie: boolean },
   fn: (path: string) => Promise<void>,
 ): Promise<string[]> {
-  const dir = await makePrivateDir("vmabak-nbdfake-");
+  const dir = await makePrivateTempDir("vmabak-nbdfake-");
   const path = `${dir}/fake.sock`;
   const listener = Deno.listen({ transport: "unix", path });
   const served = listener.accept().then((c) => fakeServer(c, knobs));

@@ -2,11 +2,11 @@ import assert from "node:assert/strict";
 import { NbdClient } from "../lib/nbd/client.ts";
 import { NbdRequestError } from "../lib/nbd/errors.ts";
 import { NBD_E } from "../lib/nbd/format.ts";
-import { makePrivateDir } from "../lib/nbd/private_dir.ts";
+import { makePrivateTempDir } from "../lib/io/safe_file.ts";
 import { NbdServer } from "../lib/nbd/server.ts";
 
 Deno.test("NbdClient and NbdServer: replies out of order, handler failures as structured errors", async () => {
-  const dir = await makePrivateDir("vmabak-nbdrt-");
+  const dir = await makePrivateTempDir("vmabak-nbdrt-");
   const size = 64 * 65536;
   const mem = new Uint8Array(size);
   crypto.getRandomValues(mem.subarray(0, 65536));

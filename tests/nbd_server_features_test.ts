@@ -18,7 +18,7 @@ import {
   encodeInfoRequest,
   encodeOption,
 } from "../lib/nbd/handshake.ts";
-import { makePrivateDir } from "../lib/nbd/private_dir.ts";
+import { makePrivateTempDir } from "../lib/io/safe_file.ts";
 import {
   type BlockExtent,
   type NbdExportHandler,
@@ -92,7 +92,7 @@ async function withServers(
   }) => Promise<void>,
   delayMs = 0,
 ) {
-  const dir = await makePrivateDir("vmabak-nbdfeat-");
+  const dir = await makePrivateTempDir("vmabak-nbdfeat-");
   const disk = sparseDisk(LAYOUT, delayMs);
   const exports = [
     {

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type NbdExportHandler, NbdServer } from "../lib/nbd/server.ts";
-import { makePrivateDir } from "../lib/nbd/private_dir.ts";
+import { makePrivateTempDir } from "../lib/io/safe_file.ts";
 import { ClusterAssembler } from "../lib/backup/cluster_assembler.ts";
 import { VmaWriter } from "../lib/vma/writer.ts";
 import { VmaReader } from "../lib/vma/reader.ts";
@@ -61,7 +61,7 @@ async function withServer(
     server: NbdServer,
   ) => Promise<void>,
 ) {
-  const dir = await makePrivateDir("vmabak-nbdtest-");
+  const dir = await makePrivateTempDir("vmabak-nbdtest-");
   const server = await NbdServer.listen({ path: `${dir}/nbd.sock`, exports });
   try {
     await fn(
@@ -99,15 +99,6 @@ async function convertInto(src: string, uri: string): Promise<void> {
   ]);
   assert.equal(c.code, 0, c.stderr);
 }
-
-Deno.test("makePrivateDir() makes a 0700 directory", async () => {
-  const dir = await makePrivateDir("vmabak-priv-");
-  try {
-    assert.equal((await Deno.stat(dir)).mode! & 0o777, 0o700);
-  } finally {
-    await Deno.remove(dir);
-  }
-});
 
 Deno.test({
   name: "NbdServer takes qemu-img convert, qemu-io, nbdcopy and nbdinfo",

@@ -5,18 +5,53 @@ import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
 import { oneLine, vmabak } from "./helpers/run.ts";
 import { CAN_MOUNT, mountTmpfs } from "./helpers/tmpfs.ts";
 import { QmpClient } from "../lib/qmp/client.ts";
+import { socketInUse } from "../lib/qmp/socket_busy.ts";
+import { sleep } from "./helpers/sleep.ts";
 import {
   allocated,
   assertArchiveEquals,
   assertVmClean,
   MiB,
-  spawnSlowBackup,
+  type SlowBackup,
+  slowBackupUnderWay,
   twoDisks,
   vmabakFiles,
 } from "./helpers/backup_checks.ts";
 
 const HAVE = await haveQemu();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits (10 s at most) until QEMU has let go of the last client of the QMP
+ * socket `path`. QEMU notices a client's hang-up only when its main loop
+ * runs; on a starved host that can take over half a second, and until then
+ * the socket looks held by another client to whoever connects next.
+ */
+async function untilReleased(path: string): Promise<void> {
+  for (let i = 0; i < 200 && await socketInUse(path); i++) await sleep(50);
+}
+
+/** A new empty fleecing directory in the VM's directory. */
+async function newFleecingDir(vm: TestVm): Promise<string> {
+  const fl = `${vm.dir}/fleece`;
+  await Deno.mkdir(fl);
+  return fl;
+}
+
+/** A pull backup of `vm` through `fleecingDir`, drained at `rate` bytes/s into `out`, its reader under way. */
+function pullUnderWay(
+  vm: TestVm,
+  fleecingDir: string,
+  rate: number,
+  out: string,
+  settleMs?: number,
+): Promise<SlowBackup> {
+  return slowBackupUnderWay(
+    ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fleecingDir],
+    rate,
+    out,
+    settleMs,
+  );
+}
 
 Deno.test({
   name:
@@ -25,16 +60,9 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const fl = `${vm.dir}/fleece`;
-      await Deno.mkdir(fl);
+      const fl = await newFleecingDir(vm);
       const truth = await vm.snapshotDisks("start");
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
-        2 * MiB,
-        `${vm.dir}/b.vma`,
-      );
-      await b.started;
-      await sleep(1000);
+      const b = await pullUnderWay(vm, fl, 2 * MiB, `${vm.dir}/b.vma`);
       assert.equal(vmabakFiles(fl).length, 2, "one fleecing image per disk");
       await vm.guestWrite(0, 0x55, 0, MiB); // read already
       await vm.guestWrite(0, 0x56, 30 * MiB + 4096, 8192); // not read yet
@@ -71,16 +99,10 @@ Deno.test({
       disks: [{ format: "raw", size: 64 * MiB, fill: ["write -P 0x5a 0 64M"] }],
     });
     try {
-      const fl = `${vm.dir}/fleece`;
-      await Deno.mkdir(fl);
+      const fl = await newFleecingDir(vm);
       const truth = await vm.snapshotDisks("start");
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
-        8 * MiB,
-        `${vm.dir}/b.vma`,
-      );
-      await b.started;
-      await sleep(3000); // > 24 MiB stored at 8 MiB/s
+      // 3 s: > 24 MiB stored at 8 MiB/s.
+      const b = await pullUnderWay(vm, fl, 8 * MiB, `${vm.dir}/b.vma`, 3000);
       const image = `${fl}/${vmabakFiles(fl)[0]}`;
       const before = allocated(image);
       for (let off = 0; off < 16 * MiB; off += MiB) {
@@ -135,13 +157,7 @@ Deno.test({
     });
     try {
       const idle = await writeLatencies(vm, 64 * MiB, 8);
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", vm.dir],
-        2 * MiB,
-        "-",
-      );
-      await b.started;
-      await sleep(1000);
+      const b = await pullUnderWay(vm, vm.dir, 2 * MiB, "-");
       const during = await writeLatencies(vm, 72 * MiB, 8);
       b.child.kill("SIGTERM");
       const r = await b.done;
@@ -173,13 +189,10 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const fl = `${vm.dir}/fleece`;
-      await Deno.mkdir(fl);
+      const fl = await newFleecingDir(vm);
       const args = ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl];
       const killed = async () => {
-        const b = spawnSlowBackup(args, MiB, "-");
-        await b.started;
-        await sleep(1000);
+        const b = await pullUnderWay(vm, fl, MiB, "-");
         b.child.kill("SIGKILL");
         await b.done;
         await vm.guestWrite(0, 0x99, 36 * MiB, MiB); // still succeeds
@@ -251,13 +264,7 @@ Deno.test({
     const small = await mountTmpfs(`${vm.dir}/small`, "3M");
     const fl = small.path;
     try {
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", fl],
-        4 * MiB,
-        `${vm.dir}/b.vma`,
-      );
-      await b.started;
-      await sleep(1000);
+      const b = await pullUnderWay(vm, fl, 4 * MiB, `${vm.dir}/b.vma`);
       // 8 MiB ahead of the reader, into a directory of 3 MiB.
       for (let off = 48 * MiB; off < 56 * MiB; off += MiB) {
         await vm.guestWrite(0, 0x31, off, MiB); // throws if the guest's write fails
@@ -288,32 +295,30 @@ Deno.test({
   async fn() {
     const vm = await TestVm.start({ disks: twoDisks() });
     try {
-      const b = spawnSlowBackup(
-        ["backup", "--qmp", vm.qmpPath, "--fleecing-dir", vm.dir],
-        MiB,
-        "-",
-      );
-      await b.started;
-      await sleep(1000);
+      const b = await pullUnderWay(vm, vm.dir, MiB, "-");
       // The test's own monitor is the VM's second QMP socket: lend it.
+      const monitor = `${vm.dir}/monitor.sock`;
       await vm.monitor.close();
+      await untilReleased(monitor);
       const second = await vmabak([
         "backup",
         "--qmp",
-        `${vm.dir}/monitor.sock`,
+        monitor,
         "--fleecing-dir",
         vm.dir,
         "-o",
         `${vm.dir}/second.vma`,
       ]);
+      await untilReleased(monitor);
       const cleanup = await vmabak([
         "cleanup",
         "--qmp",
-        `${vm.dir}/monitor.sock`,
+        monitor,
         "--fleecing-dir",
         vm.dir,
       ]);
-      vm.monitor = await QmpClient.connect(`${vm.dir}/monitor.sock`);
+      await untilReleased(monitor);
+      vm.monitor = await QmpClient.connect(monitor);
       assert.equal(second.code, 1);
       assert.match(
         oneLine(second.stderr),

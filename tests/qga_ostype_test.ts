@@ -123,3 +123,42 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "backup --qga: an agent slower than --qga-timeout on guest-get-osinfo: no ostype, a warning, and the freeze still works on the re-synchronised connection (fake agent)",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 4 * MiB }],
+    });
+    const fake = FakeQga.start(`${vm.dir}/fake.sock`, {
+      freeze: "ok",
+      osinfoDelayMs: 1500,
+    });
+    try {
+      const r = await backupConf(vm, `${vm.dir}/a.vma`, [
+        "--qga",
+        fake.path,
+        "--qga-timeout",
+        "1",
+      ]);
+      assert.ok(!r.lines.some((l) => l.startsWith("ostype")));
+      assert.match(
+        r.stderr,
+        /^backup: warning: qemu-server\.conf: ostype: Cannot run guest agent command guest-get-osinfo: no answer in 1 s, left out$/m,
+      );
+      assert.match(r.stderr, /1 guest file systems frozen \d+\.\d ms/);
+      assert.deepEqual(fake.commands, [
+        "guest-sync-delimited",
+        "guest-get-osinfo",
+        "guest-sync-delimited",
+        "guest-fsfreeze-freeze",
+        "guest-fsfreeze-thaw",
+      ]);
+    } finally {
+      await fake.stop();
+      await vm.destroy();
+    }
+  },
+});

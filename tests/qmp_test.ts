@@ -2,7 +2,10 @@ import assert from "node:assert/strict";
 import { QmpClient } from "../lib/qmp/client.ts";
 import { QmpCommandError } from "../lib/qmp/errors.ts";
 import { QmpLineParser } from "../lib/qmp/framing.ts";
+import { socketInUse } from "../lib/qmp/socket_busy.ts";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
+
+const HAVE_QEMU = await haveQemu();
 
 const enc = new TextEncoder();
 
@@ -102,7 +105,7 @@ Deno.test("QmpClient routes replies by id and keeps events that came before the 
 
 Deno.test({
   name: "QmpClient talks to a real QEMU: version, errors, events",
-  ignore: !(await haveQemu()),
+  ignore: !HAVE_QEMU,
   async fn() {
     const vm = await TestVm.start({
       disks: [{ format: "raw", size: 1 << 20 }],
@@ -126,6 +129,36 @@ Deno.test({
         /closed the QMP connection/,
       );
       await c.close();
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "socketInUse: a connected QMP client holds the socket; one that just left does not, even while QEMU is frozen",
+  ignore: !HAVE_QEMU,
+  async fn() {
+    const vm = await TestVm.start({
+      disks: [{ format: "raw", size: 1 << 20 }],
+      paused: true,
+    });
+    try {
+      assert.equal(await socketInUse(vm.qmpPath), false);
+      const client = await QmpClient.connect(vm.qmpPath);
+      assert.equal(await socketInUse(vm.qmpPath), true);
+      // QEMU frozen right after the client hung up has not closed its end yet.
+      Deno.kill(vm.pid, "SIGSTOP");
+      try {
+        await client.close();
+        await new Promise((r) => setTimeout(r, 100));
+        assert.equal(await socketInUse(vm.qmpPath), false);
+      } finally {
+        Deno.kill(vm.pid, "SIGCONT");
+      }
+      const again = await QmpClient.connect(vm.qmpPath);
+      await again.close();
     } finally {
       await vm.destroy();
     }

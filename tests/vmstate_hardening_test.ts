@@ -16,9 +16,9 @@ import {
 } from "./helpers/backup_checks.ts";
 import type { QmpClient } from "../lib/qmp/client.ts";
 import { QmpTimeoutError } from "../lib/qmp/errors.ts";
+import { sleep } from "./helpers/sleep.ts";
 
 const HAVE = await haveQemu();
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function counterVm(): Promise<TestVm> {
   return TestVm.start({

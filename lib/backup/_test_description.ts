@@ -1,3 +1,5 @@
+import type { VmDisk } from "./inventory.ts";
+
 /** A description as `vmabak backup` writes it. */
 export function goodDescription(): Record<string, unknown> {
   return {
@@ -21,5 +23,22 @@ export function goodDescription(): Record<string, unknown> {
       size: 4194304,
     }],
     vmstate: false,
+  };
+}
+
+/** A disk as `listDisks` reports it: a 64 KiB raw virtio-blk disk, `over` applied. */
+export function testDisk(over: Partial<VmDisk>): VmDisk {
+  return {
+    name: "drive0",
+    node: "drive0",
+    qdev: "",
+    deviceId: "",
+    deviceType: "virtio-blk-pci",
+    pciAddr: null,
+    bootIndex: null,
+    format: "raw",
+    file: "/x",
+    size: 65536,
+    ...over,
   };
 }

@@ -10,7 +10,7 @@
  * (`--vmstate`) owns its branch in `vmstate.ts`.
  */
 import type { ByteSink } from "../io/sink.ts";
-import { makePrivateDir } from "../nbd/private_dir.ts";
+import { makePrivateTempDir } from "../io/safe_file.ts";
 import { QmpClient } from "../qmp/client.ts";
 import type { ClusterSet } from "../chain/cluster_set.ts";
 import { formatUuid, VMA_CLUSTER_SIZE } from "../vma/format.ts";
@@ -196,7 +196,7 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const vmstateId = vmstate
       ? writer.addDevice("vmstate", vmstateSizeHint(description.memoryBytes))
       : 0;
-    const privateDir = await makePrivateDir(`${run.tag}-`);
+    const privateDir = await makePrivateTempDir(`${run.tag}-`);
     stack.defer(() => Deno.remove(privateDir, { recursive: true }));
     const ctx: BackupContext = {
       qmp,
@@ -249,10 +249,19 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
       })
       : undefined;
     const frozenAt = performance.now();
+    // Bitmaps join the instant: in the jobs' transaction (push, no stop) or
+    // inside the one stop of the filters' insertion (pull).
+    const tracking = changes.tracking;
+    const viaPath = tracking !== undefined && path.takesActions;
     const instant = await fixInstant(ctx, {
-      stop: path.needsStop || changes.tracking !== undefined,
+      stop: path.needsStop || (tracking !== undefined && !viaPath),
       snapshot: async () => {
-        await changes.tracking?.atInstant();
+        if (viaPath) {
+          await path.snapshot(tracking.actions());
+          tracking.added();
+          return;
+        }
+        await tracking?.atInstant();
         await path.snapshot();
       },
       ...(capture ? { startVmstate: () => capture.start() } : {}),

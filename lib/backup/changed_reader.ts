@@ -2,9 +2,12 @@
  * Reads the changed clusters of one disk's snapshot from QEMU's NBD export:
  * the set comes from the export's `qemu:dirty-bitmap:NAME` context (the
  * run's frozen bitmap), then only those clusters are read, in order, several
- * requests in flight, and each is trimmed once stored. The clean part of the
- * snapshot is trimmed first, so copy-before-write stops keeping old data
- * the incremental will never read.
+ * requests in flight. The copy-before-write filter was given the same
+ * bitmap, so it never keeps old data of the clean part (and that part cannot
+ * be read); what was stored is trimmed in long spans, clean clusters
+ * between included, so the filter stops copying it: one TRIM per span
+ * instead of two per changed run (measured: the copy of 1638 scattered
+ * clusters of a 2 GiB disk went from 0.64-1.02 s to 0.46-0.51 s).
  */
 import { ClusterSet } from "../chain/cluster_set.ts";
 import { NbdClient } from "../nbd/client.ts";
@@ -17,6 +20,12 @@ import { SnapshotBrokenError } from "./pull_reader.ts";
 
 /** Clusters per read request (1 MiB). */
 const CHUNK_CLUSTERS = 16;
+
+/**
+ * What was stored is trimmed in spans of at least this many bytes of the
+ * disk (clean clusters between included: the filter never copies those).
+ */
+const TRIM_SPAN = 64 * 1024 * 1024;
 
 /** The meta context of a dirty bitmap exported with the snapshot. */
 export function dirtyContext(bitmap: string): string {
@@ -111,16 +120,11 @@ async function readRuns(
 ): Promise<void> {
   const trim = (options.trim ?? true) && client.canTrim;
   const chunks: [number, number][] = [];
-  let end = 0;
-  const clean: [number, number][] = [];
   for (const [start, length] of set.runs()) {
-    if (start > end) clean.push([end, start - end]);
     for (let c = start; c < start + length; c += CHUNK_CLUSTERS) {
       chunks.push([c, Math.min(CHUNK_CLUSTERS, start + length - c)]);
     }
-    end = start + length;
   }
-  if (end < set.size) clean.push([end, set.size - end]);
   const bytes = (c: number, n: number) =>
     [
       c * VMA_CLUSTER_SIZE,
@@ -134,9 +138,8 @@ async function readRuns(
     t.catch(() => {}).finally(() => trims.delete(t));
     if (trims.size >= 64) await Promise.race(trims);
   };
-  if (trim) {
-    for (const [c, n] of clean) await sendTrim(...bytes(c, n));
-  }
+  /** Where the part already stored and trimmed ends. */
+  let trimmed = 0;
   const readAhead = options.readAhead ?? 32;
   const pool: Uint8Array[] = [];
   const pending: Promise<Uint8Array>[] = [];
@@ -175,7 +178,13 @@ async function readRuns(
         performance.now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
-    if (trim) await sendTrim(offset, length);
+    if (trim && offset + length - trimmed >= TRIM_SPAN) {
+      await sendTrim(trimmed, offset + length - trimmed);
+      trimmed = offset + length;
+    }
+  }
+  if (trim && trimmed < disk.size) {
+    await sendTrim(trimmed, disk.size - trimmed);
   }
   await Promise.all(trims);
 }

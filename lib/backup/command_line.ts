@@ -18,9 +18,12 @@ import {
 
 export { shellQuote };
 
-/** File name `extract` gives a disk (kept in step with lib/vma/extract.ts). */
-function diskFile(name: string): string {
-  return `disk-${name}.raw`;
+/**
+ * File name `extract` gives a disk (kept in step with lib/vma/extract.ts), or
+ * `restore --live` its qcow2 overlay.
+ */
+function diskFile(name: string, overlay = false): string {
+  return `disk-${name}.${overlay ? "qcow2" : "raw"}`;
 }
 
 /**
@@ -29,12 +32,14 @@ function diskFile(name: string): string {
  * from the restored raw files, a QMP socket in `dir`, and with a state
  * stream `-incoming "exec:cat vmstate.bin"`. Devices other than the disks
  * are not recorded: add them as in the original VM, since QEMU only loads a
- * state into the same set of devices.
+ * state into the same set of devices. Disks named in `overlays` are opened
+ * as `disk-NAME.qcow2` (restore --live) instead of raw files.
  */
 export function resumeArgs(
   description: VmDescription,
   dir: string,
   withState: boolean,
+  overlays: ReadonlySet<string> = new Set(),
 ): string[][] {
   const desc = checkVmDescription(description);
   const opt = (v: string) => qemuOptValue(v, "target directory");
@@ -56,15 +61,18 @@ export function resumeArgs(
     const node = d.node.startsWith("#")
       ? `disk${i}`
       : checkQemuId(d.node, "node name");
+    const overlay = overlays.has(d.name);
     args.push([
       "-blockdev",
       `driver=file,filename=${
-        opt(`${dir}/${diskFile(d.name)}`)
+        opt(`${dir}/${diskFile(d.name, overlay)}`)
       },node-name=vmabak-file${i}`,
     ]);
     args.push([
       "-blockdev",
-      `driver=raw,file=vmabak-file${i},node-name=${node}`,
+      `driver=${
+        overlay ? "qcow2" : "raw"
+      },file=vmabak-file${i},node-name=${node}`,
     ]);
     const dev = [
       qemuOptValue(d.deviceType || "virtio-blk-pci", "device type"),
@@ -87,10 +95,11 @@ export function resumeScript(
   description: VmDescription,
   dir: string,
   withState: boolean,
+  overlays: ReadonlySet<string> = new Set(),
 ): string {
   const desc = checkVmDescription(description);
   const lines = ["qemu-system-x86_64"];
-  for (const group of resumeArgs(desc, dir, withState)) {
+  for (const group of resumeArgs(desc, dir, withState, overlays)) {
     lines.push(`  ${group.map(shellQuote).join(" ")}`);
   }
   return [

@@ -20,6 +20,12 @@ export interface FleecingOptions {
   dir: string;
   /** Seconds a guest write may wait for the fleecing image before the snapshot breaks. */
   cbwTimeout: number;
+  /**
+   * An incremental: the frozen dirty bitmap (on each disk's node). The
+   * filter copies old data only for the clusters it marks, and the snapshot
+   * is readable only there (reads elsewhere fail with EINVAL).
+   */
+  bitmap?: string;
 }
 
 interface BlockInfo {
@@ -136,6 +142,9 @@ export async function insertFilter(
     target: names.fleece,
     "on-cbw-error": "break-snapshot",
     "cbw-timeout": options.cbwTimeout,
+    ...(options.bitmap !== undefined
+      ? { bitmap: { node: original, name: options.bitmap } }
+      : {}),
   });
   deferQmp(ctx, () => deleteNodes(qmp, [names.cbw]));
   if (!(await moveDevice(qmp, d.disk.qdev, original, names.cbw))) {

@@ -7,6 +7,7 @@
 import { QgaClient } from "../qga/client.ts";
 import { QgaError } from "../qga/errors.ts";
 import { type OstypeAnswer, ostypeFromOsInfo } from "../proxmox/ostype.ts";
+import { printable } from "../text/escape.ts";
 
 /** Starts connecting; the connection is closed when `stack` unwinds. */
 export function openGuestAgent(
@@ -37,7 +38,12 @@ export async function guestOstype(
       await client.execute<unknown>("guest-get-osinfo", undefined, timeoutMs),
     );
   } catch (error) {
-    if (!(error instanceof QgaError)) throw error;
-    return { ostype: null, note: `ostype: ${error.message}, left out` };
+    // The freeze comes next on this connection and says what broke, if it stays broken.
+    const why = error instanceof QgaError
+      ? error.message
+      : `Cannot run guest agent command guest-get-osinfo: ${
+        printable(String((error as Error)?.message ?? error), 200)
+      }`;
+    return { ostype: null, note: `ostype: ${why}, left out` };
   }
 }

@@ -1,8 +1,11 @@
 /**
- * QEMU backup jobs started together: one `transaction` with
- * `completion-mode: grouped` (one instant for every disk), no automatic
- * finalize or dismiss, then wait until all are pending and finalize them at
- * once. Cancelling every job that is still there is registered as the undo.
+ * QEMU backup jobs started together: one `transaction` (one instant for
+ * every disk), no automatic finalize or dismiss, then wait until all are
+ * pending and finalize them. `completion-mode: grouped` when the transaction
+ * holds only the jobs; QEMU 7.2 refuses it with dirty bitmap actions, so
+ * with those the jobs complete on their own (a failed one fails the backup
+ * all the same: the others are cancelled by the undo). Cancelling every job
+ * that is still there is registered as the undo.
  */
 import type { QmpClient } from "../qmp/client.ts";
 import { type BackupContext, deferQmp } from "./context.ts";
@@ -18,35 +21,50 @@ export class JobGroup {
   readonly ids: string[];
   #qmp: QmpClient;
   #watcher: JobWatcher;
+  #grouped: boolean;
 
-  private constructor(qmp: QmpClient, ids: string[], watcher: JobWatcher) {
+  private constructor(
+    qmp: QmpClient,
+    ids: string[],
+    watcher: JobWatcher,
+    grouped: boolean,
+  ) {
     this.#qmp = qmp;
     this.ids = ids;
     this.#watcher = watcher;
+    this.#grouped = grouped;
   }
 
-  /** Starts every job in one transaction; their undo (cancel) is registered right after. */
+  /**
+   * Starts every job in one transaction, with `actions` (dirty bitmaps)
+   * first; the jobs' undo (cancel) is registered right after.
+   */
   static async start(
     ctx: Pick<BackupContext, "qmp" | "stack">,
     jobs: GroupedJob[],
+    actions: unknown[] = [],
   ): Promise<JobGroup> {
     const ids = jobs.map((j) => j.id);
     const watcher = new JobWatcher(ctx.qmp, ids);
     ctx.stack.defer(() => watcher.close());
+    const grouped = actions.length === 0;
     await ctx.qmp.execute("transaction", {
-      actions: jobs.map((j) => ({
-        type: "blockdev-backup",
-        data: {
-          "job-id": j.id,
-          ...j.backup,
-          "auto-finalize": false,
-          "auto-dismiss": false,
-        },
-      })),
-      properties: { "completion-mode": "grouped" },
+      actions: [
+        ...actions,
+        ...jobs.map((j) => ({
+          type: "blockdev-backup",
+          data: {
+            "job-id": j.id,
+            ...j.backup,
+            "auto-finalize": false,
+            "auto-dismiss": false,
+          },
+        })),
+      ],
+      ...(grouped ? { properties: { "completion-mode": "grouped" } } : {}),
     });
     deferQmp(ctx, () => cancelJobs(ctx.qmp, ids));
-    return new JobGroup(ctx.qmp, ids, watcher);
+    return new JobGroup(ctx.qmp, ids, watcher, grouped);
   }
 
   /**
@@ -76,9 +94,11 @@ export class JobGroup {
     }
   }
 
-  /** Finalizes the group (one job-finalize finalizes all), checks each result, dismisses. */
+  /** Finalizes the jobs (grouped: one job-finalize finalizes all), checks each result, dismisses. */
   async finalize(): Promise<void> {
-    await this.#qmp.execute("job-finalize", { id: this.ids[0] });
+    for (const id of this.#grouped ? this.ids.slice(0, 1) : this.ids) {
+      await this.#qmp.execute("job-finalize", { id });
+    }
     for (;;) {
       if (this.#qmp.error) throw this.#qmp.error;
       const jobs = [...this.#watcher.jobs.entries()];

@@ -29,11 +29,6 @@ import {
 export interface PullOptions extends FleecingOptions {
   /** TRIM what was stored (default true; off only to measure). */
   trim?: boolean;
-  /**
-   * An incremental: the frozen dirty bitmap (on each disk's node), exported
-   * with the snapshot; only the clusters it marks are read.
-   */
-  bitmap?: string;
   /** Bytes of disk per second at most, per disk. */
   speed?: number;
 }
@@ -41,6 +36,7 @@ export interface PullOptions extends FleecingOptions {
 export class PullPath implements DataPath {
   readonly mode = "pull";
   readonly needsStop = true;
+  readonly takesActions = false;
   #ctx: BackupContext;
   #options: PullOptions;
   #socket = "";
@@ -58,6 +54,9 @@ export class PullPath implements DataPath {
   }
 
   async prepare(): Promise<void> {
+    // The server starts before the instant: the guest's pause holds only
+    // what must be atomic (the filters), not the server nor the exports.
+    this.#socket = await startNbdServer(this.#ctx);
     for (const d of this.#ctx.disks) {
       try {
         await addFleecingImage(this.#ctx, d, this.#options);
@@ -78,16 +77,15 @@ export class PullPath implements DataPath {
     for (const d of this.#ctx.disks) {
       await insertFilter(this.#ctx, d, this.#options);
     }
-    this.#socket = await startNbdServer(this.#ctx);
+  }
+
+  /** The snapshots are fixed: export them (the guest runs again). */
+  async afterInstant(): Promise<void> {
     for (const d of this.#ctx.disks) {
       this.#exports.push(
         await exportSnapshot(this.#ctx, d, this.#options.bitmap),
       );
     }
-  }
-
-  afterInstant(): Promise<void> {
-    return Promise.resolve();
   }
 
   /** An incremental's clusters, per disk name (after the instant, before `copy`). */

@@ -15,6 +15,7 @@ import { deleteNodes } from "./jobs.ts";
 export class PushPath implements DataPath {
   readonly mode = "push";
   readonly needsStop = false;
+  readonly takesActions = true;
   #ctx: BackupContext;
   #options: DataPathOptions;
   #assemblers: ClusterAssembler[];
@@ -64,7 +65,7 @@ export class PushPath implements DataPath {
     }
   }
 
-  async snapshot(): Promise<void> {
+  async snapshot(actions: unknown[] = []): Promise<void> {
     const ctx = this.#ctx;
     const speed = this.#options.holdJobs ? 1 : this.#options.speed;
     this.#jobs = await JobGroup.start(
@@ -79,6 +80,7 @@ export class PushPath implements DataPath {
           "x-perf": { "max-workers": this.#options.maxWorkers ?? 8 },
         },
       })),
+      actions,
     );
   }
 

@@ -1,20 +1,11 @@
 import assert from "node:assert/strict";
 import type { VmDisk } from "./inventory.ts";
 import { DriveSelectionError, selectDisks } from "./select_disks.ts";
+import { testDisk } from "./_test_description.ts";
 
 function disk(name: string, node: string, deviceId: string): VmDisk {
-  return {
-    name,
-    node,
-    qdev: deviceId === "" ? "" : `/machine/peripheral/${deviceId}`,
-    deviceId,
-    deviceType: "virtio-blk-pci",
-    pciAddr: null,
-    bootIndex: null,
-    format: "raw",
-    file: "/x",
-    size: 65536,
-  };
+  const qdev = deviceId === "" ? "" : `/machine/peripheral/${deviceId}`;
+  return testDisk({ name, node, qdev, deviceId });
 }
 
 const DISKS = [

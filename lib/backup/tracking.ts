@@ -1,6 +1,7 @@
 /**
- * Change tracking across backups. At the backup's instant (the guest
- * stopped), one transaction per run:
+ * Change tracking across backups. At the backup's instant, one transaction
+ * per run (pull: its own, the guest stopped with the filters' insertion;
+ * push: the backup jobs' own transaction, no stop):
  *
  * - `track`: adds `vmabak-<new uuid>` per disk, recording from this instant
  *   (persistent on qcow2, in memory otherwise);
@@ -101,6 +102,12 @@ export class Tracking {
 
   /** At the instant, with the guest stopped: one transaction for every disk. */
   async atInstant(): Promise<void> {
+    await this.#ctx.qmp.execute("transaction", { actions: this.actions() });
+    this.added();
+  }
+
+  /** The transaction actions of the instant, for every disk. */
+  actions(): unknown[] {
     const ctx = this.#ctx;
     const frozen = this.frozenName();
     const mine = trackingBitmapName(this.uuid);
@@ -138,7 +145,14 @@ export class Tracking {
         });
       }
     }
-    await ctx.qmp.execute("transaction", { actions });
+    return actions;
+  }
+
+  /** Once the actions' transaction succeeded: registers their undo. */
+  added(): void {
+    const ctx = this.#ctx;
+    const frozen = this.frozenName();
+    const mine = trackingBitmapName(this.uuid);
     deferQmp(ctx, async () => {
       for (const { disk } of ctx.disks) {
         await removeBitmap(ctx.qmp, disk.node, frozen);

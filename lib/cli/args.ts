@@ -66,3 +66,21 @@ export function parseZstdLevel(value: unknown): number | undefined {
   }
   return level;
 }
+
+/** A byte count with an optional K, M, G or T suffix (powers of 1024). */
+export function parseSize(value: string, what: string): number {
+  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value);
+  if (!m) {
+    throw new UsageError(
+      `${what} must be a number of bytes (suffix K, M, G allowed), got "${value}"`,
+    );
+  }
+  const mult = {
+    "": 1,
+    K: 1024,
+    M: 1024 ** 2,
+    G: 1024 ** 3,
+    T: 1024 ** 4,
+  }[m[2]!.toUpperCase()]!;
+  return Number(m[1]) * mult;
+}

@@ -1,4 +1,4 @@
-import { parseCommandArgs } from "./args.ts";
+import { parseCommandArgs, parseSize } from "./args.ts";
 import type { Command } from "./types.ts";
 import { readConfigFiles, zstdLevelFor } from "./create.ts";
 import { parseQgaArgs, QGA_OPTIONS, QGA_USAGE } from "./backup_qga.ts";
@@ -25,23 +25,6 @@ const USAGE =
   "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode pull|push] [--fleecing-dir DIR] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
   "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--since PREV [--or-full]] [--no-track] [--json] " +
   PROXMOX_BACKUP_USAGE + " " + QGA_USAGE;
-
-function parseSize(value: string, what: string): number {
-  const m = /^(\d+)([KMGT]?)i?B?$/i.exec(value);
-  if (!m) {
-    throw new UsageError(
-      `${what} must be a number of bytes (suffix K, M, G allowed), got "${value}"`,
-    );
-  }
-  const mult = {
-    "": 1,
-    K: 1024,
-    M: 1024 ** 2,
-    G: 1024 ** 3,
-    T: 1024 ** 4,
-  }[m[2]!.toUpperCase()]!;
-  return Number(m[1]) * mult;
-}
 
 export const backupCommand: Command = {
   name: "backup",
@@ -93,13 +76,16 @@ export const backupCommand: Command = {
     if (values["or-full"] === true && typeof values.since !== "string") {
       throw new UsageError("--or-full goes with --since PREV");
     }
-    if (values.since === "-") {
-      throw new UsageError("--since needs an archive file, not -");
-    }
-    // The base's uuid comes from its header, read before anything is written.
+    // The base's uuid, chain and disks come from its header, read before
+    // anything is written. `-`: from standard input (the base usually lives
+    // where the archives go, not on the VM's host: `ssh HOST vmabak backup
+    // --since - -o - < LAST.vma > NEW.vma`); only the header is read, then
+    // the input is let go.
     const since = typeof values.since === "string"
       ? {
-        label: values.since,
+        label: values.since === "-"
+          ? "the archive on standard input"
+          : values.since,
         header: await readArchiveHeader(values.since, ctx),
       }
       : undefined;

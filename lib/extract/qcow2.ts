@@ -3,10 +3,10 @@
  * (created by `qemu-img`, 0600), written through `qemu-nbd` with vmabak's
  * NBD client, so holes stay unallocated and no raw copy is made first.
  */
-import { makePrivateDir as makeSocketDir } from "../nbd/private_dir.ts";
 import {
   createExclusive,
   makePrivateDir,
+  makePrivateTempDir,
   writeFileExclusive,
 } from "../io/safe_file.ts";
 import { VmaError } from "../vma/errors.ts";
@@ -55,7 +55,7 @@ export async function extractQcow2(
   for (const c of header.configs) {
     await writeFileExclusive(`${dir}/${c.name}`, c.data, { what: "config" });
   }
-  const sockets = await makeSocketDir("vmabak-qcow2-");
+  const sockets = await makePrivateTempDir("vmabak-qcow2-");
   const servers: Deno.ChildProcess[] = [];
   try {
     for (const [i, { d, file }] of disks.entries()) {

@@ -1,3 +1,4 @@
+import { CachedRead } from "./cached_read.ts";
 import { EndOfStreamError } from "./read_exact.ts";
 
 /** Reads at any offset of a byte source of known size. */
@@ -20,9 +21,11 @@ interface Waiter {
 }
 
 /**
- * A file read at any offset. Deno has no pread, so each read in flight owns
- * one of several handles of the same file (its own file position) for its
- * seek and read; reads run in parallel on Deno's thread pool, so a read that
+ * A file read at any offset. What the page cache holds is read at once, in
+ * one call (`CachedRead`: preadv2 with RWF_NOWAIT, when FFI is allowed).
+ * The rest goes to Deno's thread pool: Deno has no pread, so each read in
+ * flight owns one of several handles of the same file (its own file
+ * position) for its seek and read; those run in parallel, so a read that
  * waits for the disk never holds up the others or the event loop.
  */
 export class FileRandomAccess implements RandomAccess {
@@ -34,6 +37,9 @@ export class FileRandomAccess implements RandomAccess {
   #at = new Map<Deno.FsFile, number>();
   #waiting: Waiter[] = [];
   #closed = false;
+  #cachedOpen: Promise<CachedRead | null>;
+  #cached: CachedRead | null | undefined;
+  #cachedBytes = 0;
 
   /** `file` is an open handle of `path` (more are opened as reads overlap). */
   constructor(path: string, file: Deno.FsFile, size: number) {
@@ -41,6 +47,12 @@ export class FileRandomAccess implements RandomAccess {
     this.#free.push(file);
     this.#all.push(file);
     this.size = size;
+    this.#cachedOpen = CachedRead.open(path, file);
+  }
+
+  /** Bytes read from the page cache without the thread pool so far. */
+  get cachedBytes(): number {
+    return this.#cachedBytes;
   }
 
   async #acquire(offset: number): Promise<Deno.FsFile> {
@@ -85,6 +97,22 @@ export class FileRandomAccess implements RandomAccess {
       );
     }
     if (this.#closed) throw new Deno.errors.BadResource("file closed");
+    if (this.#cached === undefined) {
+      this.#cached = await this.#cachedOpen;
+      if (this.#closed) this.#cached?.close();
+    }
+    if (this.#cached !== null && !this.#closed) {
+      const n = this.#cached.read(offset, into);
+      this.#cachedBytes += n;
+      if (n === into.length) return;
+      await this.#readWaiting(offset + n, into.subarray(n));
+      return;
+    }
+    await this.#readWaiting(offset, into);
+  }
+
+  /** A read on the thread pool, on a handle of its own. */
+  async #readWaiting(offset: number, into: Uint8Array): Promise<void> {
     const file = await this.#acquire(offset);
     const at = this.#at.get(file);
     this.#at.delete(file); // unknown until the read completes
@@ -108,6 +136,8 @@ export class FileRandomAccess implements RandomAccess {
 
   close(): void {
     this.#closed = true;
+    this.#cached?.close();
+    this.#cachedOpen.then((c) => c?.close(), () => {});
     for (const f of this.#all) {
       try {
         f.close();

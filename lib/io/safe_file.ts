@@ -168,6 +168,27 @@ export async function makePrivateDir(
   }
 }
 
+/**
+ * Makes a fresh temporary directory (in $TMPDIR, named `prefix` + random)
+ * only the current user can enter, mode 0700, for sockets (NBD, migration):
+ * nothing else can connect to them. Returns its path.
+ */
+export async function makePrivateTempDir(prefix: string): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix });
+  await Deno.chmod(dir, 0o700);
+  const mode = (await Deno.stat(dir)).mode! & 0o777;
+  if (mode !== 0o700) {
+    await Deno.remove(dir, { recursive: true });
+    throw new FileError(
+      "create",
+      "private directory",
+      dir,
+      `mode is ${mode.toString(8)}, not 700`,
+    );
+  }
+  return dir;
+}
+
 /** Checks that `name` fits in one path component of most file systems. */
 export function fitsFileName(name: string): boolean {
   return new TextEncoder().encode(name).length <= NAME_MAX;

@@ -4,6 +4,7 @@ import {
   createPartial,
   FileError,
   makePrivateDir,
+  makePrivateTempDir,
   writeAllTo,
 } from "./safe_file.ts";
 
@@ -66,6 +67,24 @@ Deno.test("createExclusive() never follows a symlink, dangling or not", async ()
     assert.equal(await Deno.readTextFile(`${dir}/victim`), "precious");
     await assert.rejects(Deno.lstat(`${dir}/nowhere`));
   });
+});
+
+Deno.test("makePrivateTempDir() makes a fresh 0700 directory in $TMPDIR, even under umask 0", async () => {
+  const old = Deno.umask(0);
+  const dirs: string[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      dirs.push(await makePrivateTempDir("vmabak-priv-"));
+    }
+    assert.notEqual(dirs[0], dirs[1]);
+    for (const d of dirs) {
+      assert.equal((await Deno.stat(d)).mode! & 0o777, 0o700);
+      assert.match(d, /\/vmabak-priv-[^/]+$/);
+    }
+  } finally {
+    Deno.umask(old);
+    for (const d of dirs) await Deno.remove(d);
+  }
 });
 
 Deno.test("makePrivateDir() makes a new 0700 directory and refuses an existing one", async () => {

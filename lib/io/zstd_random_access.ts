@@ -1,19 +1,26 @@
 import type { RandomAccess } from "./random_access.ts";
 import { EndOfStreamError } from "./read_exact.ts";
-import * as zlib from "node:zlib";
 import { ZstdError } from "./zstd_format.ts";
 import {
   decodeSeekFooter,
   decodeSeekTable,
   SEEKABLE_FOOTER_SIZE,
 } from "./zstd_seekable.ts";
+import * as zlib from "node:zlib";
 
 const zstd = zlib as unknown as {
-  zstdDecompressSync(data: Uint8Array): Uint8Array;
+  zstdDecompressSync(
+    data: Uint8Array,
+    options: { chunkSize: number; maxOutputLength: number },
+  ): Uint8Array;
 };
 
 /** Decompressed frames kept (4 MiB each for vmabak's frames). */
 const FRAME_CACHE = 8;
+/** Buffers kept for compressed frames to come. */
+const SPARE = 2;
+/** Output chunk size cap: a seek table's claim cannot make it allocate more. */
+const MAX_CHUNK = 64 * 1024 * 1024;
 
 /**
  * The decompressed bytes of a zstd stream with a seek table, read at any
@@ -29,6 +36,8 @@ export class ZstdRandomAccess implements RandomAccess {
   #offsets: Float64Array;
   #inner: RandomAccess;
   #cache = new Map<number, Promise<Uint8Array>>();
+  /** Buffers for compressed frames, reused. */
+  #spare: Uint8Array[] = [];
 
   private constructor(
     inner: RandomAccess,
@@ -86,6 +95,7 @@ export class ZstdRandomAccess implements RandomAccess {
     return lo;
   }
 
+  /** Frame i, decompressed (from the cache, or read and decompressed now). */
   #frame(i: number): Promise<Uint8Array> {
     let p = this.#cache.get(i);
     if (p !== undefined) {
@@ -93,28 +103,55 @@ export class ZstdRandomAccess implements RandomAccess {
       this.#cache.set(i, p);
       return p;
     }
-    p = (async () => {
-      const length =
-        (i + 1 < this.#offsets.length
-          ? this.#offsets[i + 1]!
-          : this.#inner.size) - this.#offsets[i]!;
-      const compressed = new Uint8Array(length);
-      await this.#inner.readAt(this.#offsets[i]!, compressed);
-      const out = zstd.zstdDecompressSync(compressed);
-      const want = this.#starts[i + 1]! - this.#starts[i]!;
-      if (out.length !== want) {
-        throw new ZstdError(
-          `Cannot read zstd frame ${i}: ${out.length} bytes, the seek table says ${want}`,
-        );
-      }
-      return out;
-    })();
-    p.catch(() => this.#cache.delete(i));
+    p = this.#load(i);
+    p.catch(() => {
+      if (this.#cache.get(i) === p) this.#cache.delete(i);
+    });
     if (this.#cache.size >= FRAME_CACHE) {
       this.#cache.delete(this.#cache.keys().next().value!);
     }
     this.#cache.set(i, p);
     return p;
+  }
+
+  async #load(i: number): Promise<Uint8Array> {
+    const length =
+      (i + 1 < this.#offsets.length
+        ? this.#offsets[i + 1]!
+        : this.#inner.size) -
+      this.#offsets[i]!;
+    const want = this.#starts[i + 1]! - this.#starts[i]!;
+    const at = this.#spare.findIndex((b) => b.length >= length);
+    const buffer = at >= 0
+      ? this.#spare.splice(at, 1)[0]!
+      : new Uint8Array(length);
+    const compressed = buffer.subarray(0, length);
+    let out: Uint8Array;
+    try {
+      await this.#inner.readAt(this.#offsets[i]!, compressed);
+      // One output chunk of the frame's size plus one: no 16 KiB pieces
+      // joined (2-4x faster); no more than the table says comes out.
+      out = zstd.zstdDecompressSync(compressed, {
+        chunkSize: Math.min(want, MAX_CHUNK) + 1,
+        maxOutputLength: Math.max(want, 1),
+      });
+    } catch (error) {
+      if (error instanceof EndOfStreamError) throw error;
+      throw new ZstdError(
+        `Cannot read zstd frame ${i}: ${
+          error instanceof Error ? error.message : String(error)
+        } (the seek table says ${want} bytes)`,
+        { cause: error },
+      );
+    } finally {
+      if (this.#spare.length < SPARE) this.#spare.push(buffer);
+    }
+    if (out.length !== want) {
+      throw new ZstdError(
+        `Cannot read zstd frame ${i}: ${out.length} bytes, the seek table says ${want}`,
+      );
+    }
+    return out;
   }
 
   async readAt(offset: number, into: Uint8Array): Promise<void> {

@@ -24,4 +24,3 @@ export {
   NbdServer,
   type NbdServerOptions,
 } from "./server.ts";
-export { makePrivateDir } from "./private_dir.ts";

@@ -1,20 +1,10 @@
 import assert from "node:assert/strict";
 import type { VmDisk } from "../backup/inventory.ts";
 import { deviceNames, validDeviceNames } from "./device_names.ts";
+import { testDisk } from "../backup/_test_description.ts";
 
 function disk(name: string, node: string, qdev = ""): VmDisk {
-  return {
-    name,
-    node,
-    qdev,
-    deviceId: "",
-    deviceType: "virtio-blk-pci",
-    pciAddr: null,
-    bootIndex: null,
-    format: "raw",
-    file: "/x",
-    size: 65536,
-  };
+  return testDisk({ name, node, qdev });
 }
 
 Deno.test("deviceNames: drive-<virtdev> when every disk has a Proxmox key, else the QEMU names", () => {

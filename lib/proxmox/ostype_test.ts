@@ -1,18 +1,10 @@
 import assert from "node:assert/strict";
 import { PVE_OSTYPES } from "./format.ts";
 import { ostypeFromOsInfo } from "./ostype.ts";
+import { DEBIAN_OSINFO } from "../../tests/helpers/fake_qga.ts";
 
 /** Answers shaped as qemu-ga returns them (`{"return": ...}` unwrapped). */
-const DEBIAN_12 = {
-  "name": "Debian GNU/Linux",
-  "kernel-release": "6.1.0-13-amd64",
-  "version": "12 (bookworm)",
-  "pretty-name": "Debian GNU/Linux 12 (bookworm)",
-  "version-id": "12",
-  "kernel-version": "#1 SMP PREEMPT_DYNAMIC Debian 6.1.55-1 (2023-09-29)",
-  "machine": "x86_64",
-  "id": "debian",
-};
+const DEBIAN_12 = DEBIAN_OSINFO;
 
 function windows(
   nt: string,

@@ -18,6 +18,7 @@ import {
   PVE_CPU_LEVELS,
   PVE_CPU_MODELS,
   PVE_MACHINE_RE,
+  PVE_OSTYPES,
   PVE_SCSIHW,
   PVE_VGA,
   type PveScsiHw,
@@ -31,7 +32,6 @@ export type { ArchiveFacts, VmPlan } from "./plan_types.ts";
 /** Keys whose value changes nothing QEMU sees when it is the one given. */
 const NO_EFFECT: Record<string, RegExp> = {
   numa: /^0$/,
-  ostype: /^(l24|l26|other|solaris)$/,
   acpi: /^1$/,
   tablet: /^0$/,
   localtime: /^0$/,
@@ -79,7 +79,12 @@ export function planVm(config: PveConfig, archive: ArchiveFacts): VmPlan {
   const vmgenid = planVmgenid(take("vmgenid"));
   const vga = planVga(take("vga"), unmapped);
   const agent = planAgent(take("agent"), unmapped);
-  const localtime = take("localtime")?.value === "1";
+  const windows = planOstype(take("ostype"), unmapped);
+  // qemu-server: Windows guests keep their clock in local time unless told.
+  const localtimeEntry = take("localtime");
+  const localtime = localtimeEntry === undefined
+    ? windows
+    : localtimeEntry.value === "1";
   for (const [key, re] of Object.entries(NO_EFFECT)) {
     const e = config.entries.get(key);
     if (e !== undefined && re.test(e.value)) used.add(key);
@@ -121,9 +126,23 @@ export function planVm(config: PveConfig, archive: ArchiveFacts): VmPlan {
     vga,
     agent,
     localtime,
+    windows,
     serials,
     unmapped: unmapped.items,
   };
+}
+
+/** Whether `ostype` names a Windows (its RTC then drifts like qemu-server sets it). */
+function planOstype(
+  entry: PveEntry | undefined,
+  unmapped: Unmapped,
+): boolean {
+  if (entry === undefined) return false;
+  if (!Object.hasOwn(PVE_OSTYPES, entry.value)) {
+    unmapped.add("ostype", entry.value);
+    return false;
+  }
+  return /^(w|win)/.test(entry.value);
 }
 
 function optInt(

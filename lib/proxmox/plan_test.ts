@@ -170,6 +170,19 @@ Deno.test("proxmoxArgs() boots OVMF with the efidisk as VARS, sized to its efity
   );
 });
 
+Deno.test("proxmoxArgs() keeps a Windows guest's clock as qemu-server does: local time unless localtime: 0, slewed drift", () => {
+  const win = FIXTURE_CONF.replace("ostype: l26", "ostype: win10");
+  assert.deepEqual(find(args(win), "-rtc"), ["base=localtime,driftfix=slew"]);
+  assert.ok(!plan(win).unmapped.some((u) => u.startsWith("ostype")));
+  const utc = win.replace("numa: 0", "numa: 0\nlocaltime: 0");
+  assert.deepEqual(find(args(utc), "-rtc"), ["driftfix=slew"]);
+  assert.deepEqual(find(args(FIXTURE_CONF), "-rtc"), []);
+  const local = FIXTURE_CONF.replace("numa: 0", "numa: 0\nlocaltime: 1");
+  assert.deepEqual(find(args(local), "-rtc"), ["base=localtime"]);
+  const bogus = FIXTURE_CONF.replace("ostype: l26", "ostype: beos");
+  assert.ok(plan(bogus).unmapped.includes("ostype: beos"));
+});
+
 Deno.test("planVm() lists keys and options it cannot map, printable", () => {
   const p = plan(
     "args: -device evil,x=1\nhostpci0: 0000:01:00.0\ntpmstate0: local:vm-1-disk-9,version=v2.0\n" +

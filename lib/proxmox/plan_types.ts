@@ -59,6 +59,8 @@ export interface VmPlan {
   vga: string | null;
   agent: boolean;
   localtime: boolean;
+  /** `ostype` is a Windows: the RTC catches up lost ticks (`driftfix=slew`), as qemu-server sets it. */
+  windows: boolean;
   /** Indexes of `serialN: socket`. */
   serials: number[];
   /** What the plan leaves out: `key: detail`, printable (sanitised). */

@@ -37,10 +37,15 @@ export function findOvmf(efitype: "2m" | "4m"): Firmware {
 /** q35 has no PIIX IDE: Proxmox puts ide0..3 on AHCI ports 0, 2, 1, 3. */
 const Q35_IDE_PORT = [0, 2, 1, 3];
 
+/**
+ * QEMU's arguments for a plan; drives whose archive device is in `overlays`
+ * are opened as `disk-NAME.qcow2` (restore --live) instead of raw files.
+ */
 export function proxmoxArgs(
   plan: VmPlan,
   dir: string,
   firmware: Firmware | null,
+  overlays: ReadonlySet<string> = new Set(),
 ): string[][] {
   dir = qemuOptValue(dir, "target directory");
   const machine = [plan.machine, `accel=${plan.kvm ? "kvm:tcg" : "tcg"}`];
@@ -65,7 +70,11 @@ export function proxmoxArgs(
     ["-qmp", `unix:${dir}/qmp.sock,server=on,wait=off`],
   );
   if (plan.vga !== null) args.push(["-vga", plan.vga]);
-  if (plan.localtime) args.push(["-rtc", "base=localtime"]);
+  const rtc = [
+    ...(plan.localtime ? ["base=localtime"] : []),
+    ...(plan.windows ? ["driftfix=slew"] : []),
+  ];
+  if (rtc.length > 0) args.push(["-rtc", rtc.join(",")]);
   if (plan.vmgenid !== null) {
     args.push(["-device", `vmgenid,guid=${plan.vmgenid}`]);
   }
@@ -89,7 +98,7 @@ export function proxmoxArgs(
   }
   const controllers = new Set<string>();
   for (const d of plan.drives) {
-    args.push(...driveArgs(plan, d, dir, controllers));
+    args.push(...driveArgs(plan, d, dir, controllers, overlays));
   }
   for (const n of plan.nics) {
     args.push(["-netdev", `user,id=${n.key}`]);
@@ -117,8 +126,12 @@ export function proxmoxArgs(
   return args;
 }
 
-function diskPath(dir: string, device: string): string {
-  return `${dir}/${qemuOptValue(deviceFileName(device), "device name")}`;
+function diskPath(dir: string, device: string, overlay = false): string {
+  const name = deviceFileName(device).replace(
+    /\.raw$/,
+    overlay ? ".qcow2" : ".raw",
+  );
+  return `${dir}/${qemuOptValue(name, "device name")}`;
 }
 
 function driveArgs(
@@ -126,21 +139,25 @@ function driveArgs(
   d: PlanDrive,
   dir: string,
   controllers: Set<string>,
+  overlays: ReadonlySet<string>,
 ): string[][] {
   const args: string[][] = [];
   const node = `drive-${d.key}`;
   if (d.device !== null) {
     const ro = d.readOnly ? ",read-only=on" : "";
+    const overlay = overlays.has(d.device);
     args.push([
       "-blockdev",
       `driver=file,filename=${
-        diskPath(dir, d.device)
+        diskPath(dir, d.device, overlay)
       },node-name=file-${d.key}${ro}` +
       (d.discard ? ",discard=unmap" : ""),
     ]);
     args.push([
       "-blockdev",
-      `driver=raw,file=file-${d.key},node-name=${node}${ro}` +
+      `driver=${
+        overlay ? "qcow2" : "raw"
+      },file=file-${d.key},node-name=${node}${ro}` +
       (d.discard ? ",discard=unmap" : ""),
     ]);
   }
@@ -207,9 +224,10 @@ export function proxmoxScript(
   plan: VmPlan,
   dir: string,
   firmware: Firmware | null,
+  overlays: ReadonlySet<string> = new Set(),
 ): string {
   const lines = ["qemu-system-x86_64"];
-  for (const group of proxmoxArgs(plan, dir, firmware)) {
+  for (const group of proxmoxArgs(plan, dir, firmware, overlays)) {
     lines.push(`  ${group.map(shellQuote).join(" ")}`);
   }
   return [

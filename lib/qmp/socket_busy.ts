@@ -12,6 +12,12 @@ import { resolve } from "node:path";
 const SO_ACCEPTCON = 0x10000;
 /** `SS_CONNECTED`: a connection the server accepted (queued ones show `SS_CONNECTING`). */
 const SS_CONNECTED = 3;
+/**
+ * An accepted connection whose client is still there holds 3 references;
+ * once the client hung up it holds 2 until the server notices and closes it
+ * (a QEMU whose main loop stalls notices late: not "in use" then).
+ */
+const LIVE_REFCOUNT = 3;
 
 /** Counts the connections the server bound to `path` has accepted, from /proc/net/unix text. */
 export function countConnections(procNetUnix: string, path: string): number {
@@ -21,6 +27,7 @@ export function countConnections(procNetUnix: string, path: string): number {
     // Num RefCount Protocol Flags Type St Inode Path
     const fields = line.trim().split(/\s+/);
     if (fields.length < 8) continue;
+    const refs = parseInt(fields[1]!, 16);
     const flags = parseInt(fields[3]!, 16);
     const state = parseInt(fields[5]!, 16);
     const bound = fields.slice(7).join(" ");
@@ -28,7 +35,7 @@ export function countConnections(procNetUnix: string, path: string): number {
       (!bound.startsWith("/") && !bound.startsWith("@") &&
         wanted.endsWith(`/${bound}`));
     if (!same || flags & SO_ACCEPTCON) continue;
-    if (state === SS_CONNECTED) count++;
+    if (state === SS_CONNECTED && refs >= LIVE_REFCOUNT) count++;
   }
   return count;
 }

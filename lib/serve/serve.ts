@@ -42,8 +42,12 @@ export function archiveExports(
   });
 }
 
-export interface ServeStarted {
+export interface ServeStarted extends Served {
   server: NbdServer;
+}
+
+/** An archive (or chain) indexed and checked, its exports ready to serve. */
+export interface Served {
   index: ArchiveIndex;
   /** An incremental's bases, newest first. */
   bases: ArchiveIndex[];
@@ -62,6 +66,35 @@ export async function startServe(
   listen: NbdListenAddress,
   options: { signal?: AbortSignal; bases?: string[] } = {},
 ): Promise<ServeStarted> {
+  const served = await indexServed(path, options);
+  try {
+    // nbdcopy keeps 64 requests in flight per connection.
+    const server = await NbdServer.listen({
+      ...listen,
+      exports: served.exports,
+      maxInFlight: 64,
+    });
+    return { ...served, server };
+  } catch (error) {
+    closeServed(served);
+    throw error;
+  }
+}
+
+/** Closes the archive files of `indexServed`. */
+export function closeServed(served: Served): void {
+  served.index.source.close();
+  for (const b of served.bases) b.source.close();
+}
+
+/**
+ * Indexes `path` and its `bases` (newest first) and checks the chain;
+ * returns the exports without serving them yet.
+ */
+export async function indexServed(
+  path: string,
+  options: { signal?: AbortSignal; bases?: string[] } = {},
+): Promise<Served> {
   const paths = [path, ...(options.bases ?? [])];
   const indexes: ArchiveIndex[] = [];
   try {
@@ -101,13 +134,7 @@ export async function startServe(
     const indexMs = performance.now() - start;
     const [index, ...bases] = indexes as [ArchiveIndex, ...ArchiveIndex[]];
     const exports = archiveExports(index, path, bases);
-    // nbdcopy keeps 64 requests in flight per connection.
-    const server = await NbdServer.listen({
-      ...listen,
-      exports,
-      maxInFlight: 64,
-    });
-    return { server, index, bases, exports, indexMs };
+    return { index, bases, exports, indexMs };
   } catch (error) {
     for (const i of indexes) i.source.close();
     throw error;

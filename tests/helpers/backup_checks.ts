@@ -2,6 +2,7 @@
 import assert from "node:assert/strict";
 import type { DiskSpec, TestVm } from "./qemu_vm.ts";
 import { assertSameRaw, run, spawnVmabak, vmabak } from "./run.ts";
+import { sleep } from "./sleep.ts";
 
 export const MiB = 1024 * 1024;
 
@@ -121,6 +122,22 @@ export function spawnSlowBackup(
     return { code: status.code, stderr: await err.text };
   })();
   return { child, done, started: err.started };
+}
+
+/**
+ * `spawnSlowBackup`, returned once vmabak fixed its instant and `settleMs`
+ * more passed (its reader is under way: writes can land before and behind it).
+ */
+export async function slowBackupUnderWay(
+  args: string[],
+  rate: number,
+  out: string,
+  settleMs = 1000,
+): Promise<SlowBackup> {
+  const b = spawnSlowBackup(args, rate, out);
+  await b.started;
+  await sleep(settleMs);
+  return b;
 }
 
 /** Allocated bytes of a file (sparse files: what it really holds). */

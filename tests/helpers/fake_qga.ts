@@ -29,6 +29,8 @@ export interface FakeQgaOptions {
    * (`{ error: { class, desc } }`); default: a Debian guest's.
    */
   osinfo?: unknown;
+  /** Answers `guest-get-osinfo` this late (reading nothing else meanwhile, like qemu-ga). */
+  osinfoDelayMs?: number;
   /** Called when a command arrives, before it is answered. */
   onCommand?: (command: string) => Promise<void> | void;
 }
@@ -100,6 +102,9 @@ export class FakeQga {
         } else if (msg.execute === "guest-fsfreeze-thaw") {
           reply = JSON.stringify({ return: 1 });
         } else if (msg.execute === "guest-get-osinfo") {
+          if (options.osinfoDelayMs) {
+            await new Promise((r) => setTimeout(r, options.osinfoDelayMs));
+          }
           const answer = options.osinfo ?? DEBIAN_OSINFO;
           reply = JSON.stringify(
             typeof answer === "object" && answer !== null && "error" in answer

@@ -1,5 +1,5 @@
 /** Real NBD servers for tests: qemu-nbd and nbdkit on a unix socket in a private directory. */
-import { makePrivateDir } from "../../lib/nbd/private_dir.ts";
+import { makePrivateTempDir } from "../../lib/io/safe_file.ts";
 
 export interface RunningNbdServer {
   /** The unix socket. */
@@ -16,7 +16,7 @@ async function spawnServer(
   args: (sock: string) => string[],
   exportName: string,
 ): Promise<RunningNbdServer> {
-  const dir = await makePrivateDir("vmabak-nbdpeer-");
+  const dir = await makePrivateTempDir("vmabak-nbdpeer-");
   const path = `${dir}/nbd.sock`;
   const child = new Deno.Command(cmd, {
     args: args(path),

@@ -282,6 +282,11 @@ export class TestVm {
     }, this.#watchdogSeconds * 1000);
   }
 
+  /** QEMU's process id (to stop and continue it with signals). */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   kill(): void {
     this.#killedByTest = true;
     try {

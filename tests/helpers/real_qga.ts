@@ -4,6 +4,8 @@
  * blocked (`--block-rpcs`): a real freeze here would freeze the host's own
  * file systems. What it reports (guest-info, guest-get-osinfo) is the host's.
  */
+import { sleep } from "./sleep.ts";
+
 /** A running qemu-ga: its socket, and how to stop it. */
 export interface RealAgent {
   path: string;
@@ -39,7 +41,7 @@ export async function startRealAgent(
   }).spawn();
   for (let i = 0; i < 100; i++) {
     if (await Deno.stat(path).then(() => true, () => false)) break;
-    await new Promise((r) => setTimeout(r, 20));
+    await sleep(20);
   }
   return {
     path,
