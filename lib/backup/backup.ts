@@ -344,6 +344,14 @@ function droppingAfterFailure(
         failure.fail(error);
       });
     },
+    writeClusters(devId, first, count, data, zeroMask) {
+      if (failure.failed) return Promise.resolve();
+      return writer.writeClusters(devId, first, count, data, zeroMask).catch(
+        (error) => {
+          failure.fail(error);
+        },
+      );
+    },
   };
 }
 

@@ -8,10 +8,24 @@ export interface ClusterSink {
     clusterNum: number,
     data: Uint8Array | null,
   ): Promise<void>;
+  /**
+   * `count` (1 to 32) consecutive clusters from `first` in one call (see
+   * `VmaWriter.writeClusters`): bit i of `zeroMask`, or a null `data`,
+   * makes cluster i zeros.
+   */
+  writeClusters(
+    devId: number,
+    first: number,
+    count: number,
+    data: Uint8Array | null,
+    zeroMask?: number,
+  ): Promise<void>;
 }
 
 const SECTOR = 512;
 const SECTORS_PER_CLUSTER = VMA_CLUSTER_SIZE / SECTOR;
+/** Clusters per `writeClusters` call at most. */
+const MAX_RUN = 32;
 
 interface Partial {
   /** Allocated when the first data piece arrives; zero-only clusters need none. */
@@ -27,8 +41,9 @@ export class ClusterAssemblyError extends Error {
 
 /**
  * Turns the writes QEMU's backup job sends for one disk (out of order, up
- * to 1 MiB, sometimes a piece of a cluster) into exactly one
- * `writeCluster()` call per 64 KiB cluster, made when the cluster is whole.
+ * to 1 MiB, sometimes a piece of a cluster) into clusters stored exactly
+ * once, when whole: the whole clusters a write covers in one
+ * `writeClusters()` call, a cluster completed from pieces by `writeCluster()`.
  * Zero ranges (WRITE_ZEROES) become zero clusters, never data. Only pieces
  * of clusters still incomplete are held in memory.
  */
@@ -109,23 +124,42 @@ export class ClusterAssembler implements NbdExportHandler {
     }
     this.received += length;
     const pending: Promise<void>[] = [];
+    // Whole clusters of this write go to the sink in runs of up to 32, one call each.
+    let runFirst = 0;
+    let runCount = 0;
+    let runFrom = 0;
+    let runTo = 0;
+    const endRun = () => {
+      if (runCount === 0) return;
+      pending.push(this.#sink.writeClusters(
+        this.devId,
+        runFirst,
+        runCount,
+        data === null ? null : data.subarray(runFrom, runTo),
+      ));
+      runCount = 0;
+    };
     for (let pos = offset; pos < end;) {
       const c = Math.floor(pos / VMA_CLUSTER_SIZE);
       const cStart = c * VMA_CLUSTER_SIZE;
       const cEnd = Math.min(cStart + VMA_CLUSTER_SIZE, this.size);
       const pieceEnd = Math.min(cEnd, end);
-      const piece = data === null
-        ? null
-        : data.subarray(pos - offset, pieceEnd - offset);
       if (pos === cStart && pieceEnd === cEnd && !this.#partial.has(c)) {
         this.#markStored(c);
-        pending.push(this.#sink.writeCluster(this.devId, c, piece));
+        if (runCount === 0) {
+          runFirst = c;
+          runFrom = pos - offset;
+        }
+        runCount++;
+        runTo = pieceEnd - offset;
+        if (runCount === MAX_RUN) endRun();
       } else {
+        endRun();
         const whole = this.#addPiece(
           c,
           pos - cStart,
           pieceEnd - pos,
-          piece,
+          data === null ? null : data.subarray(pos - offset, pieceEnd - offset),
           cEnd - cStart,
         );
         if (whole !== undefined) {
@@ -134,7 +168,9 @@ export class ClusterAssembler implements NbdExportHandler {
       }
       pos = pieceEnd;
     }
-    await Promise.all(pending);
+    endRun();
+    if (pending.length === 1) await pending[0];
+    else await Promise.all(pending);
   }
 
   /** Adds a piece; returns the cluster's bytes (or null for zeros) once it is whole. */

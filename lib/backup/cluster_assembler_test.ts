@@ -27,6 +27,23 @@ function rebuild(size: number) {
         else image.set(data, c * 65536);
         return Promise.resolve();
       },
+      writeClusters(
+        _dev: number,
+        first: number,
+        count: number,
+        data: Uint8Array | null,
+        zeroMask = 0,
+      ) {
+        assert.ok(count >= 1 && count <= 32, `run of ${count} clusters`);
+        assert.ok(data === null || data.length <= count * 65536);
+        for (let i = 0; i < count; i++) {
+          const c = first + i;
+          calls.set(c, (calls.get(c) ?? 0) + 1);
+          if (data === null || ((zeroMask >>> i) & 1) === 1) nulls.add(c);
+          else image.set(data.subarray(i * 65536, (i + 1) * 65536), c * 65536);
+        }
+        return Promise.resolve();
+      },
     },
   };
 }
@@ -92,4 +109,22 @@ Deno.test("ClusterAssembler refuses a range written twice, whole or in part", as
     a.write(65536 * 2, new Uint8Array(512)),
     /inside the disk/,
   );
+});
+
+Deno.test("ClusterAssembler stores a large write's whole clusters in runs of at most 32, its cut ends as pieces", async () => {
+  const size = 80 * 65536 + 4096;
+  const src = new Uint8Array(size).map((_, i) => (i * 13 + 1) & 0xff);
+  const out = rebuild(size);
+  const a = new ClusterAssembler({ devId: 1, size, sink: out.sink });
+  // 512 bytes into cluster 0 .. 512 bytes into cluster 75: 74 whole clusters between.
+  await a.write(512, src.slice(512, 75 * 65536 + 512));
+  await a.writeZeroes(75 * 65536 + 512, 2 * 65536); // a cut start, one whole zero cluster, a cut end
+  await a.write(0, src.slice(0, 512));
+  await a.write(77 * 65536 + 512, src.slice(77 * 65536 + 512));
+  assert.ok(a.isComplete());
+  for (const n of out.calls.values()) assert.equal(n, 1);
+  const want = src.slice();
+  want.fill(0, 75 * 65536 + 512, 77 * 65536 + 512);
+  assert.deepEqual(out.image, want);
+  assert.ok(out.nulls.has(76));
 });

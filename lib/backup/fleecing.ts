@@ -126,7 +126,7 @@ export async function addFleecingImage(
   return path;
 }
 
-/** With the guest stopped: the copy-before-write filter, the device on it, the snapshot node. */
+/** With the guest stopped: the copy-before-write filter and the device on it. */
 export async function insertFilter(
   ctx: BackupContext,
   d: PlannedDisk,
@@ -153,6 +153,18 @@ export async function insertFilter(
     );
   }
   deferQmp(ctx, () => moveDevice(qmp, d.disk.qdev, names.cbw, original));
+}
+
+/**
+ * The snapshot node on the filter. The filter fixed the instant when it was
+ * inserted, so this may come after the guest runs again (out of its pause).
+ */
+export async function addSnapshotAccess(
+  ctx: BackupContext,
+  d: PlannedDisk,
+): Promise<void> {
+  const { qmp } = ctx;
+  const names = fleecingNames(ctx, d.index);
   await qmp.execute("blockdev-add", {
     driver: "snapshot-access",
     "node-name": names.acc,

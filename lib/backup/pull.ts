@@ -9,6 +9,7 @@ import type { BackupContext } from "./context.ts";
 import type { DataPath } from "./data_path.ts";
 import {
   addFleecingImage,
+  addSnapshotAccess,
   exportSnapshot,
   type FleecingOptions,
   insertFilter,
@@ -79,9 +80,10 @@ export class PullPath implements DataPath {
     }
   }
 
-  /** The snapshots are fixed: export them (the guest runs again). */
+  /** The snapshots are fixed: make them readable and export them (the guest runs again). */
   async afterInstant(): Promise<void> {
     for (const d of this.#ctx.disks) {
+      await addSnapshotAccess(this.#ctx, d);
       this.#exports.push(
         await exportSnapshot(this.#ctx, d, this.#options.bitmap),
       );

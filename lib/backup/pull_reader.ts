@@ -6,6 +6,7 @@
  * the fleecing image only ever holds what the guest overwrote in the part
  * not read yet.
  */
+import { InFlight } from "../io/in_flight.ts";
 import { NbdClient } from "../nbd/client.ts";
 import { NbdRequestError } from "../nbd/errors.ts";
 import { NBD_E, NBD_STATE_ZERO } from "../nbd/format.ts";
@@ -97,7 +98,8 @@ export async function readDisk(options: DiskReadOptions): Promise<void> {
     const pool: Uint8Array[] = [];
     const chunks = Math.ceil(options.size / PULL_CHUNK);
     const pending: Promise<Chunk>[] = [];
-    const trims = new Set<Promise<void>>();
+    const trims = new InFlight();
+    let trimError: unknown;
     let next = 0;
     const started = performance.now();
     const launch = () => {
@@ -122,16 +124,19 @@ export async function readDisk(options: DiskReadOptions): Promise<void> {
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
       if (trim) {
+        if (trimError !== undefined) throw trimError;
         const client = clients[done % clients.length]!;
-        const t = client.trim(chunk.offset, chunk.length).catch((error) => {
-          throw broken(error, options, chunk.offset);
-        });
-        trims.add(t);
-        t.catch(() => {}).finally(() => trims.delete(t));
-        if (trims.size > readAhead) await Promise.race(trims);
+        const offset = chunk.offset;
+        trims.track(
+          client.trim(offset, chunk.length).catch((error) => {
+            trimError ??= broken(error, options, offset);
+          }),
+        );
+        await trims.waitBelow(readAhead + 1);
       }
     }
-    await Promise.all(trims);
+    await trims.idle();
+    if (trimError !== undefined) throw trimError;
   } finally {
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
   }
@@ -200,19 +205,15 @@ function zeroClusters(from: number, to: number, length: number): number {
   return mask;
 }
 
-async function storeChunk(chunk: Chunk, options: DiskReadOptions) {
-  const first = chunk.offset / VMA_CLUSTER_SIZE;
-  const clusters = Math.ceil(chunk.length / VMA_CLUSTER_SIZE);
-  for (let c = 0; c < clusters; c++) {
-    const from = c * VMA_CLUSTER_SIZE;
-    const to = Math.min(from + VMA_CLUSTER_SIZE, chunk.length);
-    const zero = ((chunk.zeroMask >>> c) & 1) === 1 || chunk.data === null;
-    await options.sink.writeCluster(
-      options.devId,
-      first + c,
-      zero ? null : chunk.data!.subarray(from, to),
-    );
-  }
+/** One chunk, one call: the writer takes its 16 clusters at once. */
+function storeChunk(chunk: Chunk, options: DiskReadOptions): Promise<void> {
+  return options.sink.writeClusters(
+    options.devId,
+    chunk.offset / VMA_CLUSTER_SIZE,
+    Math.ceil(chunk.length / VMA_CLUSTER_SIZE),
+    chunk.data === null ? null : chunk.data.subarray(0, chunk.length),
+    chunk.zeroMask,
+  );
 }
 
 function broken(error: unknown, options: DiskReadOptions, offset: number) {

@@ -23,7 +23,7 @@ import { readArchiveHeader } from "./archive.ts";
 
 const USAGE =
   "vmabak backup --qmp SOCKET -o ARCHIVE|- [--mode pull|push] [--fleecing-dir DIR] [--zstd[=LEVEL]] [-c CONFIGFILE]... [--drive NAME]... " +
-  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--since PREV [--or-full]] [--no-track] [--json] " +
+  "[--speed BYTES_PER_S] [--max-workers N] [--vmstate] [--since PREV|- [--or-full]] [--no-track] [--json] " +
   PROXMOX_BACKUP_USAGE + " " + QGA_USAGE;
 
 export const backupCommand: Command = {

@@ -9,19 +9,32 @@ import { nodeZstd } from "./_node_zstd.ts";
 import { ZstdError } from "./zstd_format.ts";
 
 export interface CompressedChunk {
-  /** One complete zstd frame (content size and checksum included). */
+  /**
+   * One complete zstd frame (content size and checksum included), at the
+   * start of the input buffer: it holds `frameCapacity` bytes, more than a
+   * frame of its input can take.
+   */
   frame: Uint8Array;
-  /** The input buffer, handed back for reuse. */
+  /** The input buffer (where `frame` lies), handed back for reuse once the frame is written. */
   buffer: ArrayBuffer;
-  /** True when nothing else uses `frame.buffer`: it may be freed once written. */
-  owned: boolean;
 }
 
-/** Turns `buffer[0, length)` into one frame; the buffer is lent, then returned. */
+/**
+ * Turns `buffer[0, length)` into one frame written over the same buffer
+ * (of at least `frameCapacity(length)` bytes); the buffer is lent, then
+ * returned. No memory is made per frame: a new 4 MiB buffer per frame,
+ * even freed at once, counted against V8's heap limit and started a full
+ * GC early in every compressed backup.
+ */
 export interface ChunkCompressor {
   compress(buffer: ArrayBuffer, length: number): Promise<CompressedChunk>;
   /** Stops the workers; pending calls fail. */
   close(): void;
+}
+
+/** Bytes a buffer needs to take the frame of `length` input bytes (above zstd's bound). */
+export function frameCapacity(length: number): number {
+  return length + (length >> 7) + 65536;
 }
 
 /** Checks a zstd level (the library accepts 1..22 for compression). */
@@ -45,17 +58,21 @@ function zstdParams(level: number) {
 
 /** Compresses on the calling thread (blocks it while compressing). */
 export function inlineCompressor(level: number): ChunkCompressor {
-  const options = zstdParams(checkZstdLevel(level));
+  checkZstdLevel(level);
   let closed = false;
   return {
     compress(buffer, length) {
       if (closed) return Promise.reject(new ZstdError("compressor closed"));
       try {
-        const frame = nodeZstd.zstdCompressSync(
+        const out = nodeZstd.zstdCompressSync(
           new Uint8Array(buffer, 0, length),
-          options,
+          {
+            chunkSize: frameCapacity(length),
+            ...zstdParams(level),
+          },
         );
-        return Promise.resolve({ frame, buffer, owned: false });
+        const frame = intoBuffer(out, buffer);
+        return Promise.resolve({ frame, buffer });
       } catch (error) {
         return Promise.reject(error);
       }
@@ -64,6 +81,27 @@ export function inlineCompressor(level: number): ChunkCompressor {
       closed = true;
     },
   };
+}
+
+/**
+ * Copies a frame over its input and frees the compressor's output at once
+ * (made for this frame alone: its chunkSize is above the frame's bound).
+ */
+function intoBuffer(out: Uint8Array, buffer: ArrayBuffer): Uint8Array {
+  if (out.length > buffer.byteLength) {
+    throw new ZstdError(
+      `Cannot compress: a frame of ${out.length} bytes does not fit its ${buffer.byteLength}-byte buffer`,
+    );
+  }
+  const frame = new Uint8Array(buffer, 0, out.length);
+  frame.set(out);
+  freeBuffer(out.buffer as ArrayBuffer);
+  return frame;
+}
+
+function freeBuffer(buffer: ArrayBuffer): void {
+  const b = buffer as ArrayBuffer & { transfer?: (n: number) => ArrayBuffer };
+  if (typeof b.transfer === "function") b.transfer(0);
 }
 
 const WORKER_SOURCE = `
@@ -78,10 +116,16 @@ self.onmessage = (event) => {
         [constants.ZSTD_c_checksumFlag]: 1,
       },
     });
-    // The output buffer was made for this frame alone (chunkSize above the
-    // frame's bound): hand it over as is, no copy; the sink frees it once written.
-    const frame = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-    self.postMessage({ id, frame, buffer }, [out.buffer, buffer]);
+    if (out.length > buffer.byteLength) {
+      throw new Error("a frame of " + out.length + " bytes does not fit its " + buffer.byteLength + "-byte buffer");
+    }
+    // The frame goes back in the input buffer: no new buffer crosses to
+    // the main thread. The output was made for this frame alone (chunkSize
+    // above its bound): free it now rather than at this isolate's next GC.
+    new Uint8Array(buffer, 0, out.length).set(out);
+    const frameLength = out.length;
+    out.buffer.transfer(0);
+    self.postMessage({ id, frameLength, buffer }, [buffer]);
   } catch (error) {
     self.postMessage({ id, error: String(error && error.message || error), buffer }, [buffer]);
   }
@@ -135,14 +179,17 @@ export function workerCompressor(
         const job = slot.job;
         slot.job = undefined;
         const data = event.data as {
-          frame?: Uint8Array;
+          frameLength?: number;
           error?: string;
           buffer: ArrayBuffer;
         };
-        if (data.error !== undefined || data.frame === undefined) {
+        if (data.error !== undefined || data.frameLength === undefined) {
           job?.reject(new ZstdError(`Cannot compress: ${data.error}`));
         } else {
-          job?.resolve({ frame: data.frame, buffer: data.buffer, owned: true });
+          job?.resolve({
+            frame: new Uint8Array(data.buffer, 0, data.frameLength),
+            buffer: data.buffer,
+          });
         }
         pump();
       };

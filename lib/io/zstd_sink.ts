@@ -3,6 +3,7 @@ import type { ByteSink } from "./sink.ts";
 import {
   checkZstdLevel,
   type ChunkCompressor,
+  frameCapacity,
   inlineCompressor,
   workerCompressor,
 } from "./zstd_compress.ts";
@@ -82,8 +83,8 @@ class ZstdFrameSink implements ZstdSink {
       if (this.#current === null) {
         await this.#waitForRoom();
         this.#check();
-        const buffer = this.#free.pop() ?? new ArrayBuffer(this.#chunkSize);
-        this.#current = new Uint8Array(buffer);
+        const buffer = this.#free.pop() ?? this.#newBuffer();
+        this.#current = new Uint8Array(buffer, 0, this.#chunkSize);
       }
       const n = Math.min(this.#chunkSize - this.#filled, chunk.length - i);
       this.#current.set(chunk.subarray(i, i + n), this.#filled);
@@ -100,7 +101,9 @@ class ZstdFrameSink implements ZstdSink {
       // An empty input still makes a valid zstd stream: one empty frame.
       if (this.#filled > 0 || this.bytesIn === 0) {
         this.#current ??= new Uint8Array(
-          this.#free.pop() ?? new ArrayBuffer(0),
+          this.#free.pop() ?? this.#newBuffer(),
+          0,
+          this.#chunkSize,
         );
         this.#dispatch();
       }
@@ -143,6 +146,11 @@ class ZstdFrameSink implements ZstdSink {
     }
   }
 
+  /** An input buffer with room for its frame (the frame is written over the input). */
+  #newBuffer(): ArrayBuffer {
+    return new ArrayBuffer(frameCapacity(this.#chunkSize));
+  }
+
   #dispatch(): void {
     const input = this.#current!;
     const length = this.#filled;
@@ -154,28 +162,16 @@ class ZstdFrameSink implements ZstdSink {
     );
     compressed.catch(() => {}); // handled in the chain below
     const done = this.#tail.then(async () => {
-      const { frame, buffer, owned } = await compressed;
-      if (buffer.byteLength === this.#chunkSize) this.#free.push(buffer);
-      if (this.#state === "failed") return;
-      await this.#inner.write(frame);
-      this.bytesOut += frame.length;
-      this.#frames?.push({ compressed: frame.length, decompressed: length });
-      if (owned) releaseFrame(frame);
+      const { frame, buffer } = await compressed;
+      if (this.#state !== "failed") {
+        await this.#inner.write(frame);
+        this.bytesOut += frame.length;
+        this.#frames?.push({ compressed: frame.length, decompressed: length });
+      }
+      // Reused only now: the frame lies in it.
+      this.#free.push(buffer);
     }).catch((error) => this.#fail(error));
     this.#tail = done;
     this.#inFlight.push(done);
   }
-}
-
-/**
- * Frees a frame's memory now rather than at the next garbage collection:
- * frames come in new 4 MiB buffers, and V8 collects external memory late
- * (without this, a compressed backup peaked at about 250 MiB). Only for a
- * frame whose buffer nothing else uses; the inner sink is done with it.
- */
-function releaseFrame(frame: Uint8Array): void {
-  const buffer = frame.buffer as ArrayBuffer & {
-    transfer?: (length: number) => ArrayBuffer;
-  };
-  if (typeof buffer.transfer === "function") buffer.transfer(0);
 }

@@ -4,6 +4,7 @@
  * are routed by cookie); the first fatal error is latched and fails every
  * pending and later request.
  */
+import { InFlight } from "../io/in_flight.ts";
 import { EndOfStreamError } from "../io/read_exact.ts";
 import { negotiate } from "./client_handshake.ts";
 import { NbdError } from "./errors.ts";
@@ -52,9 +53,8 @@ export class NbdClient {
   #reader: SocketReader;
   #contexts: Map<string, number>;
   #replies: ReplyRouter;
-  /** Every request not yet settled, queued or sent. */
-  #active = new Set<Promise<void>>();
-  #nextCookie = 1n;
+  /** Requests not yet settled, queued or sent (a counter: see `InFlight`). */
+  #active = new InFlight();
   #free: number;
   #waiters: (() => void)[] = [];
   #writing: Promise<void> = Promise.resolve();
@@ -280,12 +280,13 @@ export class NbdClient {
   }
 
   async #close(): Promise<void> {
-    await Promise.allSettled([...this.#active]);
+    await this.#active.idle();
     if (this.#error === undefined) {
       const disc = encodeRequest({
         flags: 0,
         type: NBD_CMD.DISC,
-        cookie: this.#nextCookie++,
+        // No reply comes: any cookie will do (request cookies start at 1).
+        cookie: 0n,
         offset: 0,
         length: 0,
       });
@@ -345,9 +346,7 @@ export class NbdClient {
       );
     }
     const task = this.#issue(command, offset, length, extra);
-    this.#active.add(task);
-    const forget = () => this.#active.delete(task);
-    task.then(forget, forget);
+    this.#active.track(task);
     return task;
   }
 
@@ -362,7 +361,7 @@ export class NbdClient {
     else await new Promise<void>((resolve) => this.#waiters.push(resolve));
     try {
       if (this.#error) throw this.#error;
-      const cookie = this.#nextCookie++;
+      let cookie = 0n;
       const done = new Promise<void>((resolve, reject) => {
         const p: Pending = {
           command,
@@ -375,7 +374,7 @@ export class NbdClient {
         if (extra.into) p.into = extra.into;
         if (extra.contextId !== undefined) p.contextId = extra.contextId;
         if (extra.extents) p.extents = extra.extents;
-        this.#replies.add(cookie, p);
+        cookie = this.#replies.add(p);
       });
       const header = encodeRequest({
         flags: extra.flags ?? 0,

@@ -21,6 +21,8 @@ import {
   decodeSimpleReply,
 } from "./transmission.ts";
 
+/** Requests in flight on one connection at most (cookies keep their slot in 16 bits). */
+const MAX_SLOTS = 0xffff;
 /** Block status chunks longer than this are a broken server. */
 const MAX_STATUS_CHUNK = 16 * 1024 * 1024;
 
@@ -44,7 +46,17 @@ export interface Pending {
 export class ReplyRouter {
   #reader: SocketReader;
   #exportName: string;
-  #pending = new Map<bigint, Pending>();
+  /**
+   * Requests waiting for their reply, by slot (an array, not a Map: see
+   * `InFlight` in lib/io). A cookie is the slot + 1 in its low 16 bits and
+   * a request count above, so a stray reply for a finished request is
+   * refused even when its slot has a new request.
+   */
+  #slots: (Pending | undefined)[] = [];
+  #cookies: number[] = [];
+  #freeSlots: number[] = [];
+  #count = 0;
+  #issued = 0;
   /** Called whenever a request completes. */
   onSettled: () => void = () => {};
 
@@ -54,22 +66,35 @@ export class ReplyRouter {
   }
 
   get size(): number {
-    return this.#pending.size;
+    return this.#count;
   }
 
-  add(cookie: bigint, p: Pending): void {
-    this.#pending.set(cookie, p);
+  /** Registers a request; returns its cookie. */
+  add(p: Pending): bigint {
+    const slot = this.#freeSlots.pop() ?? this.#slots.length;
+    if (slot >= MAX_SLOTS) {
+      throw new NbdError(`more than ${MAX_SLOTS} NBD requests in flight`);
+    }
+    const cookie = ++this.#issued * (MAX_SLOTS + 1) + slot + 1;
+    this.#slots[slot] = p;
+    this.#cookies[slot] = cookie;
+    this.#count++;
+    return BigInt(cookie);
   }
 
   failAll(error: Error): void {
-    for (const p of this.#pending.values()) p.reject(error);
-    this.#pending.clear();
+    const pending = this.#slots;
+    this.#slots = [];
+    this.#cookies = [];
+    this.#freeSlots = [];
+    this.#count = 0;
+    for (const p of pending) p?.reject(error);
   }
 
   /** Reads replies until the stream ends or breaks (then it throws). */
   async run(): Promise<void> {
     for (;;) {
-      if (this.#pending.size === 0 && await this.#reader.atEnd()) {
+      if (this.#count === 0 && await this.#reader.atEnd()) {
         throw new EndOfStreamError(NBD_SIZE.simpleReply, 0, "NBD reply");
       }
       const kind = decodeReplyMagic(await this.#reader.peek(4, "NBD reply"));
@@ -79,7 +104,12 @@ export class ReplyRouter {
   }
 
   #take(cookie: bigint): Pending {
-    const p = this.#pending.get(cookie);
+    const n = Number(cookie);
+    const slot = (n % (MAX_SLOTS + 1)) - 1;
+    // Cookies this router made are exact numbers; any other matches none.
+    const p = slot >= 0 && this.#cookies[slot] === n && BigInt(n) === cookie
+      ? this.#slots[slot]
+      : undefined;
     if (p === undefined) {
       throw new NbdError(`reply for unknown cookie ${cookie}`);
     }
@@ -170,7 +200,11 @@ export class ReplyRouter {
   }
 
   #finish(cookie: bigint, p: Pending): void {
-    this.#pending.delete(cookie);
+    const slot = (Number(cookie) % (MAX_SLOTS + 1)) - 1;
+    this.#slots[slot] = undefined;
+    this.#cookies[slot] = 0;
+    this.#freeSlots.push(slot);
+    this.#count--;
     if (p.error) {
       p.reject(
         new NbdRequestError({

@@ -1,4 +1,5 @@
 /** The server side of the NBD transmission phase: requests in, replies out, for one connection. */
+import { InFlight } from "../io/in_flight.ts";
 import type { ByteReader } from "../io/read_exact.ts";
 import { NbdError } from "./errors.ts";
 import {
@@ -189,11 +190,11 @@ export async function transmit(
     await ok(r);
   };
 
-  const inFlight = new Set<Promise<void>>();
+  const inFlight = new InFlight();
   // Write payloads go into reused buffers: memory stays flat however long the copy.
   const pool: Uint8Array[] = [];
   for (;;) {
-    while (inFlight.size >= opts.maxInFlight) await Promise.race(inFlight);
+    await inFlight.waitBelow(opts.maxInFlight);
     const header = await input.readRecord(NBD_SIZE.request, "NBD request");
     if (header === null) break;
     const r = decodeRequest(header);
@@ -219,23 +220,21 @@ export async function transmit(
       continue;
     }
     // A flush covers every write answered before it: wait for those first.
-    if (r.type === NBD_CMD.FLUSH) await Promise.allSettled([...inFlight]);
+    if (r.type === NBD_CMD.FLUSH) await inFlight.idle();
     const pooled = payload !== null && r.length <= POOLED_PAYLOAD
       ? payload
       : null;
-    const task: Promise<void> = handle(r, payload).catch(() => {}).finally(
-      () => {
-        inFlight.delete(task);
+    inFlight.track(
+      handle(r, payload).catch(() => {}).finally(() => {
         if (pooled !== null) {
           pool.push(
             new Uint8Array(pooled.buffer, pooled.byteOffset, POOLED_PAYLOAD),
           );
         }
-      },
+      }),
     );
-    inFlight.add(task);
   }
-  await Promise.allSettled([...inFlight]);
+  await inFlight.idle();
 }
 
 /**

@@ -218,3 +218,89 @@ Deno.test("VmaWriter.replaceConfig() changes a config's data before start(), kee
   assert.equal(new TextDecoder().decode(r.header.configs[0]!.data), '{"x":1}');
   await r.close();
 });
+
+Deno.test("VmaWriter.writeClusters() writes the same archive as one writeCluster() per cluster", async () => {
+  // 37 clusters and a cut one: runs of up to 32, zero bits, a null run, a short last run.
+  const size = 38 * 65536 - 4096 - 512;
+  const disk = new Uint8Array(size);
+  const next = rng(7);
+  for (let c = 0; c < 38; c++) {
+    if (c % 5 === 2) continue; // all-zero cluster, sent as data
+    for (let i = c * 65536; i < Math.min(size, (c + 1) * 65536); i += 4096) {
+      if (next() % 3 !== 0) disk[i + (next() % 4096)] = 1 + (next() % 255);
+    }
+  }
+  const zeroBits = (first: number, count: number) => {
+    let mask = 0;
+    for (let i = 0; i < count; i++) {
+      if ((first + i) % 7 === 3) mask |= 1 << i; // sent as zero, not read
+    }
+    return mask;
+  };
+  const expected = (c: number) =>
+    c % 7 === 3 || (c >= 20 && c < 24)
+      ? null
+      : disk.subarray(c * 65536, Math.min(size, (c + 1) * 65536));
+  const runs: [number, number][] = [[0, 20], [20, 4], [24, 14]];
+
+  const a = new MemorySink();
+  const wa = new VmaWriter(a, { uuid: UUID, ctime: 5 });
+  const da = wa.addDevice("d", size);
+  await wa.start();
+  for (let c = 0; c < 38; c++) await wa.writeCluster(da, c, expected(c));
+  await wa.finish();
+
+  const b = new MemorySink();
+  const wb = new VmaWriter(b, { uuid: UUID, ctime: 5 });
+  const db = wb.addDevice("d", size);
+  await wb.start();
+  for (const [first, count] of runs) {
+    const data = first === 20
+      ? null
+      : disk.subarray(first * 65536, Math.min(size, (first + count) * 65536));
+    await wb.writeClusters(db, first, count, data, zeroBits(first, count));
+  }
+  await wb.finish();
+  assert.deepEqual(b.bytes(), a.bytes());
+  const r = await VmaReader.open(b.stream());
+  const image = new Uint8Array(size);
+  for await (const c of r.clusters()) {
+    const base = c.cluster * 65536;
+    image.set(c.data.subarray(0, Math.min(65536, size - base)), base);
+  }
+  r.checkComplete();
+  for (let c = 0; c < 38; c++) {
+    const want = expected(c);
+    const got = image.subarray(c * 65536, Math.min(size, (c + 1) * 65536));
+    assert.deepEqual(got, want ?? new Uint8Array(got.length), `cluster ${c}`);
+  }
+});
+
+Deno.test("VmaWriter.writeClusters() stores all of a run or none of it", async () => {
+  const w = new VmaWriter(new MemorySink());
+  const d = w.addDevice("d", 65536 * 40);
+  const s = w.addDevice("vmstate", 65536 * 3);
+  await w.start();
+  await w.writeCluster(d, 5, null);
+  await assert.rejects(
+    w.writeClusters(d, 0, 8, new Uint8Array(8 * 65536)),
+    /cluster 5 of device "d": stored twice/,
+  );
+  await assert.rejects(w.writeClusters(d, 0, 33, null), /1 to 32 at a time/);
+  await assert.rejects(w.writeClusters(d, 0, 0, null), /1 to 32 at a time/);
+  await assert.rejects(
+    w.writeClusters(d, 0, 2, new Uint8Array(2 * 65536 + 1)),
+    /clusters 0-1 of device "d": 131073 bytes/,
+  );
+  await assert.rejects(w.writeClusters(d, 36, 8, null), /beyond its size/);
+  await assert.rejects(
+    w.writeClusters(s, 0, 4, null),
+    /vmstate cluster 3: the stream would be longer/,
+  );
+  // Nothing of the refused runs was stored: they all go in now.
+  await w.writeClusters(d, 0, 5, null);
+  await w.writeClusters(d, 6, 32, new Uint8Array(32 * 65536).fill(9));
+  await w.writeClusters(d, 38, 2, null);
+  await w.writeClusters(s, 0, 3, new Uint8Array(100).fill(1));
+  await w.finish();
+});
