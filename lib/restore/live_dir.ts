@@ -18,6 +18,7 @@ import {
   copyExport,
   createOverlay,
   nbdBacking,
+  qcow2Info,
   runTool,
 } from "./local_disks.ts";
 import { type OverlayDisk, RESUME_SCRIPT } from "./plan.ts";
@@ -182,20 +183,7 @@ async function overlayInfo(
       `Cannot continue the live restore: ${printable(path)} is missing`,
     );
   }
-  const info = JSON.parse(
-    await runTool("qemu-img", [
-      "info",
-      "-U",
-      "--output=json",
-      "-f",
-      "qcow2",
-      path,
-    ]),
-  ) as { "virtual-size"?: number; "backing-filename"?: string };
-  return {
-    size: info["virtual-size"] ?? -1,
-    backing: info["backing-filename"] ?? null,
-  };
+  return await qcow2Info(path);
 }
 
 /** The export name in a backing file name `nbdBacking` wrote, or null. */

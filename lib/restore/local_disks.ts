@@ -122,8 +122,10 @@ export async function copyExport(
   }
 }
 
-/** Whether qcow2 image `path` still names a backing file (read with -U: QEMU may hold it). */
-export async function backingOf(path: string): Promise<string | null> {
+/** Virtual size (-1 if not told) and backing file of qcow2 image `path` (read with -U: QEMU may hold it). */
+export async function qcow2Info(
+  path: string,
+): Promise<{ size: number; backing: string | null }> {
   const info = JSON.parse(
     await runTool("qemu-img", [
       "info",
@@ -133,6 +135,14 @@ export async function backingOf(path: string): Promise<string | null> {
       "qcow2",
       path,
     ]),
-  ) as { "backing-filename"?: string };
-  return info["backing-filename"] ?? null;
+  ) as { "virtual-size"?: number; "backing-filename"?: string };
+  return {
+    size: info["virtual-size"] ?? -1,
+    backing: info["backing-filename"] ?? null,
+  };
+}
+
+/** Whether qcow2 image `path` still names a backing file (read with -U: QEMU may hold it). */
+export async function backingOf(path: string): Promise<string | null> {
+  return (await qcow2Info(path)).backing;
 }
