@@ -11,7 +11,13 @@
  * BENCH_INC_ARGS adds options to every backup (e.g. --no-trim, to measure).
  */
 import { TestVm } from "../tests/helpers/qemu_vm.ts";
-import { MAIN, type Measure, table, writeMixedImage } from "./bench_util.ts";
+import {
+  MAIN,
+  type Measure,
+  measureWithStderr,
+  table,
+  writeMixedImage,
+} from "./bench_util.ts";
 
 const CLUSTER = 65536;
 const GOAL = 0.10;
@@ -23,24 +29,10 @@ interface Timed extends Measure {
 
 /** Runs one backup under /usr/bin/time -v: wall seconds, peak RSS, the pause it printed. */
 async function timed(script: string, cwd: string): Promise<Timed> {
-  const start = performance.now();
-  const out = await new Deno.Command("/usr/bin/time", {
-    args: ["-v", "bash", "-o", "pipefail", "-c", script],
-    cwd,
-    stdout: "null",
-    stderr: "piped",
-  }).output();
-  const seconds = (performance.now() - start) / 1000;
-  const err = new TextDecoder().decode(out.stderr);
-  if (!out.success) {
-    throw new Error(`benchmark command failed: ${script}\n${err}`);
-  }
+  const { stderr, ...m } = await measureWithStderr(script, cwd);
   return {
-    seconds,
-    maxRssKiB: Number(
-      /Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN,
-    ),
-    pausedMs: Number(/guest paused ([\d.]+) ms/.exec(err)?.[1] ?? NaN),
+    ...m,
+    pausedMs: Number(/guest paused ([\d.]+) ms/.exec(stderr)?.[1] ?? NaN),
   };
 }
 

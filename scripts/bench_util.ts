@@ -30,6 +30,15 @@ export async function shell(
 
 /** Runs a shell command under /usr/bin/time -v; returns wall seconds and peak RSS. */
 export async function measure(script: string, cwd: string): Promise<Measure> {
+  const { seconds, maxRssKiB } = await measureWithStderr(script, cwd);
+  return { seconds, maxRssKiB };
+}
+
+/** `measure`, and also what the command (and time -v) wrote to stderr. */
+export async function measureWithStderr(
+  script: string,
+  cwd: string,
+): Promise<Measure & { stderr: string }> {
   const start = performance.now();
   const out = await new Deno.Command("/usr/bin/time", {
     args: ["-v", "bash", "-o", "pipefail", "-c", script],
@@ -45,7 +54,7 @@ export async function measure(script: string, cwd: string): Promise<Measure> {
   const rss = Number(
     /Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? NaN,
   );
-  return { seconds, maxRssKiB: rss };
+  return { seconds, maxRssKiB: rss, stderr: err };
 }
 
 /** Best of n runs (least noise on a shared 2-core machine). */
