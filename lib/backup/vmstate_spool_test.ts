@@ -28,16 +28,30 @@ function bytes(n: number): Uint8Array {
   return out;
 }
 
-Deno.test("the spool stores the stream, whatever the directory is named", async () => {
+/** Runs `fn` in a new temporary directory with a `private` subdirectory; removes it after. */
+async function withTop(fn: (top: string) => Promise<void>): Promise<void> {
   const top = await Deno.makeTempDir({ prefix: "vmabak-spool-" });
   try {
+    await Deno.mkdir(`${top}/private`);
+    await fn(top);
+  } finally {
+    await Deno.remove(top, { recursive: true });
+  }
+}
+
+/** A spool writing into `dir`, its completion marker in `top`/private. */
+function spoolIn(top: string, dir = top): Promise<VmstateSpool> {
+  return VmstateSpool.create(
+    `${dir}/vmabak-p1s1-vmstate.bin`,
+    `${top}/private/vmstate.done`,
+  );
+}
+
+Deno.test("the spool stores the stream, whatever the directory is named", async () => {
+  await withTop(async (top) => {
     const dir = `${top}/it's a $(touch pwned) dir`;
     await Deno.mkdir(dir);
-    await Deno.mkdir(`${top}/private`);
-    const spool = await VmstateSpool.create(
-      `${dir}/vmabak-p1s1-vmstate.bin`,
-      `${top}/private/vmstate.done`,
-    );
+    const spool = await spoolIn(top, dir);
     const data = bytes(300_000);
     assert.equal(await runUri(spool.uri, data), 0);
     assert.equal(await spool.waitWritten(5_000), data.length);
@@ -46,19 +60,12 @@ Deno.test("the spool stores the stream, whatever the directory is named", async 
     await assert.rejects(Deno.lstat("pwned"));
     await spool.remove();
     assert.deepEqual([...Deno.readDirSync(dir)], []);
-  } finally {
-    await Deno.remove(top, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a spool that runs out of space still takes the whole stream and says why, naming the directory", async () => {
-  const top = await Deno.makeTempDir({ prefix: "vmabak-spool-" });
-  try {
-    await Deno.mkdir(`${top}/private`);
-    const spool = await VmstateSpool.create(
-      `${top}/vmabak-p1s1-vmstate.bin`,
-      `${top}/private/vmstate.done`,
-    );
+  await withTop(async (top) => {
+    const spool = await spoolIn(top);
     // A device that is always full (ENOSPC on every write).
     await Deno.remove(spool.filePath);
     await Deno.symlink("/dev/full", spool.filePath);
@@ -72,20 +79,13 @@ Deno.test("a spool that runs out of space still takes the whole stream and says 
       error.message,
       `Cannot save the VM state: no space left on the device in ${top} (writing vmabak-p1s1-vmstate.bin); free space there or choose another directory with --fleecing-dir`,
     );
-  } finally {
-    await Deno.remove(top, { recursive: true });
-  }
+  });
 });
 
 Deno.test("a spool that cannot be created is reported the same way, and the stream is still read", async () => {
-  const top = await Deno.makeTempDir({ prefix: "vmabak-spool-" });
-  try {
-    await Deno.mkdir(`${top}/private`);
+  await withTop(async (top) => {
     await Deno.mkdir(`${top}/spool`);
-    const spool = await VmstateSpool.create(
-      `${top}/spool/vmabak-p1s1-vmstate.bin`,
-      `${top}/private/vmstate.done`,
-    );
+    const spool = await spoolIn(top, `${top}/spool`);
     await Deno.remove(`${top}/spool`, { recursive: true });
     assert.equal(await runUri(spool.uri, bytes(1024 * 1024)), 0);
     const error = await spool.waitWritten(5_000).catch((e) => e);
@@ -95,19 +95,12 @@ Deno.test("a spool that cannot be created is reported the same way, and the stre
       /^Cannot save the VM state: .*(nonexistent|No such file)/i,
     );
     assert.match(error.message, new RegExp(`in ${top}/spool `));
-  } finally {
-    await Deno.remove(top, { recursive: true });
-  }
+  });
 });
 
 Deno.test("abandon stops a spool writer that is stuck; the stream is then drained", async () => {
-  const top = await Deno.makeTempDir({ prefix: "vmabak-spool-" });
-  try {
-    await Deno.mkdir(`${top}/private`);
-    const spool = await VmstateSpool.create(
-      `${top}/vmabak-p1s1-vmstate.bin`,
-      `${top}/private/vmstate.done`,
-    );
+  await withTop(async (top) => {
+    const spool = await spoolIn(top);
     // A spool that never takes anything: a FIFO nobody reads.
     await Deno.remove(spool.filePath);
     const fifo = await new Deno.Command("mkfifo", { args: [`${top}/fifo`] })
@@ -125,7 +118,5 @@ Deno.test("abandon stops a spool writer that is stuck; the stream is then draine
     await assert.rejects(spool.waitWritten(5_000), SpoolWriteError);
     assert.equal(await spool.abandon(), false, "nothing left to stop");
     await spool.remove();
-  } finally {
-    await Deno.remove(top, { recursive: true });
-  }
+  });
 });
