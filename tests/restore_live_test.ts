@@ -52,6 +52,19 @@ async function killQemu(pid: number | undefined): Promise<void> {
   await gone(pid, 5000);
 }
 
+/** The QEMU pid `restore --live` printed on stdout ("pid N"), if any. */
+function qemuPid(stdout: string): number | undefined {
+  return Number(/^pid (\d+)$/m.exec(stdout)?.[1]) || undefined;
+}
+
+/** The Proxmox fixture, decompressed to `tmp`/f.vma. */
+async function plainFixture(tmp: string): Promise<string> {
+  const archive = `${tmp}/f.vma`;
+  const z = await run("zstd", ["-q", "-d", VZDUMP_FIXTURE, "-o", archive]);
+  assert.equal(z.code, 0, z.stderr);
+  return archive;
+}
+
 async function ramCounter(qmp: QmpClient): Promise<number> {
   const out = await qmp.execute<string>("human-monitor-command", {
     "command-line": `xp /1wx ${COUNTER_RAM_ADDRESS}`,
@@ -85,9 +98,7 @@ Deno.test({
   ignore: !ready,
   async fn() {
     await withTempDir(async (tmp) => {
-      const archive = `${tmp}/f.vma`;
-      const z = await run("zstd", ["-q", "-d", VZDUMP_FIXTURE, "-o", archive]);
-      assert.equal(z.code, 0, z.stderr);
+      const archive = await plainFixture(tmp);
       const x = await vmabak(["extract", archive, `${tmp}/out`]);
       assert.equal(x.code, 0, x.stderr);
       const before = await Deno.readFile(archive);
@@ -96,7 +107,7 @@ Deno.test({
       let qmp: QmpClient | undefined;
       try {
         const r = await vmabak(["restore", "--live", archive, dir]);
-        pid = Number(/^pid (\d+)$/m.exec(r.text)?.[1]) || undefined;
+        pid = qemuPid(r.text);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.text, new RegExp(`^qmp ${dir}/qmp\\.sock$`, "m"));
         assert.match(r.stderr, /the VM runs: QEMU pid \d+/);
@@ -187,9 +198,7 @@ Deno.test({
   ignore: !ready,
   async fn() {
     await withTempDir(async (tmp) => {
-      const archive = `${tmp}/f.vma`;
-      const z = await run("zstd", ["-q", "-d", VZDUMP_FIXTURE, "-o", archive]);
-      assert.equal(z.code, 0, z.stderr);
+      const archive = await plainFixture(tmp);
       await Deno.writeFile(`${tmp}/img.raw`, new Uint8Array(1 << 20).fill(7));
       const make = async (name: string, config: string, text: string) => {
         await Deno.writeTextFile(`${tmp}/${config}`, text);
@@ -246,7 +255,7 @@ Deno.test({
       for (const [args, why, code] of cases) {
         const dir = `${tmp}/new`;
         const r = await vmabak(["restore", "--live", ...args, dir]);
-        await killQemu(Number(/^pid (\d+)$/m.exec(r.text)?.[1]) || undefined);
+        await killQemu(qemuPid(r.text));
         assert.equal(r.code, code, `${args}: ${r.stderr}`);
         assert.match(oneLine(r.stderr), why);
         await assert.rejects(Deno.lstat(dir), `${args}: ${dir} was created`);
@@ -335,7 +344,7 @@ Deno.test({
         assert.equal((await Deno.stat(`${dir}/resume.sh`)).isFile, true);
         // The same command again takes the overlay up and streams the rest.
         const again = await vmabak(["restore", "--live", `${tmp}/x.vma`, dir]);
-        pid = Number(/^pid (\d+)$/m.exec(again.text)?.[1]) || undefined;
+        pid = qemuPid(again.text);
         assert.equal(again.code, 0, again.stderr);
         assert.match(
           again.stderr,
@@ -421,7 +430,7 @@ Deno.test({
         const r = await vmabak(["restore", "--live", `${tmp}/a.vma`, dir], {
           cwd: tmp,
         });
-        pid = Number(/^pid (\d+)$/m.exec(r.text)?.[1]) || undefined;
+        pid = qemuPid(r.text);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stderr, /copying drive-efidisk0 whole/);
         assert.match(r.stderr, /copying drive-scsi3 whole/);
@@ -495,7 +504,7 @@ Deno.test({
           full!,
           dir,
         ]);
-        pid = Number(/^pid (\d+)$/m.exec(r.text)?.[1]) || undefined;
+        pid = qemuPid(r.text);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stderr, /2 of 2 disks done/);
         assert.ok(pid !== undefined && alive(pid), "QEMU runs after vmabak");
