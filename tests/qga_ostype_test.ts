@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { haveQemu, TestVm } from "./helpers/qemu_vm.ts";
-import { FakeQga } from "./helpers/fake_qga.ts";
+import { FakeQga, type FakeQgaOptions } from "./helpers/fake_qga.ts";
 import { startRealAgent } from "./helpers/real_qga.ts";
 import { haveTool, vmabak } from "./helpers/run.ts";
 
@@ -22,14 +22,32 @@ async function backupConf(vm: TestVm, out: string, flags: string[]) {
   return { lines: c.text.split("\n"), stderr: r.stderr };
 }
 
+/** A throwaway VM with one 4 MiB raw disk. */
+function startVm(): Promise<TestVm> {
+  return TestVm.start({ disks: [{ format: "raw", size: 4 * MiB }] });
+}
+
+/** Runs `fn` with a VM and a fake agent answering as `options` say; stops both after. */
+async function withFakeAgent(
+  options: FakeQgaOptions,
+  fn: (vm: TestVm, fake: FakeQga) => Promise<void>,
+): Promise<void> {
+  const vm = await startVm();
+  const fake = FakeQga.start(`${vm.dir}/fake.sock`, options);
+  try {
+    await fn(vm, fake);
+  } finally {
+    await fake.stop();
+    await vm.destroy();
+  }
+}
+
 Deno.test({
   name:
     "backup --qga with a real qemu-ga: ostype l26 from guest-get-osinfo; without --qga no ostype; an agent refusing the command: a warning, no ostype",
   ignore: !HAVE || !HAVE_QGA,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 4 * MiB }],
-    });
+    const vm = await startVm();
     const agent = await startRealAgent(vm.dir);
     const dir2 = `${vm.dir}/blocked`;
     await Deno.mkdir(dir2);
@@ -70,10 +88,7 @@ Deno.test({
     "backup --qga: a Windows Server 2022 agent gives ostype win11, asked once on the freeze's connection (fake agent)",
   ignore: !HAVE,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 4 * MiB }],
-    });
-    const fake = FakeQga.start(`${vm.dir}/fake.sock`, {
+    await withFakeAgent({
       freeze: "ok",
       // As qemu-ga 7.2's commands-win32.c builds it.
       osinfo: {
@@ -88,8 +103,7 @@ Deno.test({
         "machine": "x86_64",
         "id": "mswindows",
       },
-    });
-    try {
+    }, async (vm, fake) => {
       const r = await backupConf(vm, `${vm.dir}/a.vma`, ["--qga", fake.path]);
       assert.ok(r.lines.includes("ostype: win11"), r.lines.join("\n"));
       assert.deepEqual(fake.commands, [
@@ -117,10 +131,7 @@ Deno.test({
         "",
       ]);
       assert.ok(!fake.commands.includes("guest-get-osinfo"));
-    } finally {
-      await fake.stop();
-      await vm.destroy();
-    }
+    });
   },
 });
 
@@ -129,14 +140,10 @@ Deno.test({
     "backup --qga: an agent slower than --qga-timeout on guest-get-osinfo: no ostype, a warning, and the freeze still works on the re-synchronised connection (fake agent)",
   ignore: !HAVE,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 4 * MiB }],
-    });
-    const fake = FakeQga.start(`${vm.dir}/fake.sock`, {
+    await withFakeAgent({
       freeze: "ok",
       osinfoDelayMs: 1500,
-    });
-    try {
+    }, async (vm, fake) => {
       const r = await backupConf(vm, `${vm.dir}/a.vma`, [
         "--qga",
         fake.path,
@@ -156,9 +163,6 @@ Deno.test({
         "guest-fsfreeze-freeze",
         "guest-fsfreeze-thaw",
       ]);
-    } finally {
-      await fake.stop();
-      await vm.destroy();
-    }
+    });
   },
 });
