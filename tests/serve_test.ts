@@ -1,13 +1,20 @@
 /**
-import { Buffer } from "node:buffer";
  * `vmabak serve` against real NBD clients: nbdinfo, qemu-img, qemu-io,
  * nbdcopy, and QEMU booting from a served export through a qcow2 overlay.
  */
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { QmpClient } from "../lib/qmp/client.ts";
 import { diskCounter } from "./helpers/boot_sector.ts";
 import { haveQemu, QEMU } from "./helpers/qemu_vm.ts";
-import { haveTool, oneLine, run, vmabak, withTempDir } from "./helpers/run.ts";
+import {
+  assertSameRaw,
+  haveTool,
+  oneLine,
+  run,
+  vmabak,
+  withTempDir,
+} from "./helpers/run.ts";
 import { serve, testImage } from "./helpers/serve.ts";
 
 const FIXTURE = new URL(
@@ -94,16 +101,9 @@ Deno.test({
         }
 
         // The whole disk, by QEMU's own comparison.
-        check(
-          await run("qemu-img", [
-            "compare",
-            "-f",
-            "raw",
-            "-F",
-            "raw",
-            `${dir}/a.raw`,
-            s.uri("drive-scsi0"),
-          ]),
+        await assertSameRaw(
+          `${dir}/a.raw`,
+          s.uri("drive-scsi0"),
           "qemu-img compare",
         );
 
@@ -151,16 +151,9 @@ Deno.test({
         }).spawn();
         victim.kill("SIGKILL");
         await victim.status;
-        check(
-          await run("qemu-img", [
-            "compare",
-            "-f",
-            "raw",
-            "-F",
-            "raw",
-            `${dir}/a.raw`,
-            s.uri("drive-scsi0"),
-          ]),
+        await assertSameRaw(
+          `${dir}/a.raw`,
+          s.uri("drive-scsi0"),
           "qemu-img compare after a killed client",
         );
       } finally {
@@ -224,16 +217,9 @@ Deno.test({
       try {
         const line = s.lines.find((l) => l.startsWith("listening"))!;
         assert.match(line, /tcp 127\.0\.0\.1:\d+ .*loopback only/);
-        check(
-          await run("qemu-img", [
-            "compare",
-            "-f",
-            "raw",
-            "-F",
-            "raw",
-            `${dir}/a.raw`,
-            s.uri("d"),
-          ]),
+        await assertSameRaw(
+          `${dir}/a.raw`,
+          s.uri("d"),
           "qemu-img compare over tcp",
         );
       } finally {
@@ -463,16 +449,9 @@ Deno.test({
       assert.match(list.text, /^\s*\d+\s+1\s/m, list.text); // one skippable frame
       const s = await serve(`${dir}/x.vma.zst`, ["--socket", `${dir}/s.sock`]);
       try {
-        check(
-          await run("qemu-img", [
-            "compare",
-            "-f",
-            "raw",
-            "-F",
-            "raw",
-            `${dir}/a.raw`,
-            s.uri("drive-scsi0"),
-          ]),
+        await assertSameRaw(
+          `${dir}/a.raw`,
+          s.uri("drive-scsi0"),
           "qemu-img compare",
         );
         let seed = 3;
