@@ -103,15 +103,24 @@ Deno.test("QmpClient routes replies by id and keeps events that came before the 
   await server.close();
 });
 
+/** Runs `fn` with a paused throwaway VM (one 1 MiB raw disk); destroys it after. */
+async function withPausedVm(fn: (vm: TestVm) => Promise<void>): Promise<void> {
+  const vm = await TestVm.start({
+    disks: [{ format: "raw", size: 1 << 20 }],
+    paused: true,
+  });
+  try {
+    await fn(vm);
+  } finally {
+    await vm.destroy();
+  }
+}
+
 Deno.test({
   name: "QmpClient talks to a real QEMU: version, errors, events",
   ignore: !HAVE_QEMU,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 1 << 20 }],
-      paused: true,
-    });
-    try {
+    await withPausedVm(async (vm) => {
       const c = await QmpClient.connect(vm.qmpPath);
       assert.equal(c.greeting.version.qemu.major >= 7, true);
       const err = await c.execute("blockdev-del", { "node-name": "nope" })
@@ -129,9 +138,7 @@ Deno.test({
         /closed the QMP connection/,
       );
       await c.close();
-    } finally {
-      await vm.destroy();
-    }
+    });
   },
 });
 
@@ -140,11 +147,7 @@ Deno.test({
     "socketInUse: a connected QMP client holds the socket; one that just left does not, even while QEMU is frozen",
   ignore: !HAVE_QEMU,
   async fn() {
-    const vm = await TestVm.start({
-      disks: [{ format: "raw", size: 1 << 20 }],
-      paused: true,
-    });
-    try {
+    await withPausedVm(async (vm) => {
       assert.equal(await socketInUse(vm.qmpPath), false);
       const client = await QmpClient.connect(vm.qmpPath);
       assert.equal(await socketInUse(vm.qmpPath), true);
@@ -159,8 +162,6 @@ Deno.test({
       }
       const again = await QmpClient.connect(vm.qmpPath);
       await again.close();
-    } finally {
-      await vm.destroy();
-    }
+    });
   },
 });
