@@ -33,6 +33,46 @@ function archiveFiles(dir: string, name: string): string[] {
   );
 }
 
+/** `vmabak backup --vmstate` arguments: spool in `dir`, archive `name` in the VM's directory. */
+function vmstateBackup(vm: TestVm, dir: string, name: string): string[] {
+  return [
+    "backup",
+    "--qmp",
+    vm.qmpPath,
+    "--vmstate",
+    "--fleecing-dir",
+    dir,
+    "-o",
+    `${vm.dir}/${name}`,
+  ];
+}
+
+/** The error line of a failed backup, without its progress lines. */
+function errorLine(stderr: string): string {
+  return oneLine(
+    stderr.split("\n").filter((l) => !l.startsWith("backup:")).join("\n"),
+  );
+}
+
+/** After a failed --vmstate backup into `dir`: the snapshot completed, the guest runs, nothing of vmabak's is left. */
+async function assertRecovered(
+  vm: TestVm,
+  dir: string,
+  caps: string[],
+): Promise<void> {
+  const m = await vm.monitor.execute<{ status: string }>(
+    "query-migrate",
+    undefined,
+    BOUNDED,
+  );
+  assert.equal(m.status, "completed");
+  await assertGuestAlive(vm);
+  assert.deepEqual(await migrationCapsOn(vm.monitor), caps);
+  assert.deepEqual(vmabakFiles(dir), []);
+  assert.deepEqual(archiveFiles(vm.dir, "b.vma"), []);
+  await assertVmClean(vm);
+}
+
 Deno.test({
   name:
     "backup --vmstate whose spool directory fills up fails naming it, and the guest is not wedged (QEMU 7.2 failed background snapshot)",
@@ -44,23 +84,10 @@ Deno.test({
     try {
       const caps = await migrationCapsOn(vm.monitor);
       const t0 = performance.now();
-      const r = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        small.path,
-        "-o",
-        `${vm.dir}/b.vma`,
-      ]);
+      const r = await vmabak(vmstateBackup(vm, small.path, "b.vma"));
       const seconds = (performance.now() - t0) / 1000;
       assert.equal(r.code, 1, r.stderr);
-      const line = oneLine(
-        r.stderr.split("\n").filter((l) => !l.startsWith("backup:")).join(
-          "\n",
-        ),
-      );
+      const line = errorLine(r.stderr);
       console.log(`after ${seconds.toFixed(1)} s: ${line}`);
       assert.ok(
         line.startsWith(
@@ -69,29 +96,11 @@ Deno.test({
         line,
       );
       assert.match(line, /--fleecing-dir/);
-      assert.deepEqual(archiveFiles(vm.dir, "b.vma"), [], "no archive");
-      assert.deepEqual(vmabakFiles(small.path), [], "no spool left");
-      // QEMU's background snapshot completed (the spool drained the rest).
-      const m = await vm.monitor.execute<{ status: string }>(
-        "query-migrate",
-        undefined,
-        BOUNDED,
-      );
-      assert.equal(m.status, "completed");
-      await assertGuestAlive(vm);
-      assert.deepEqual(await migrationCapsOn(vm.monitor), caps);
-      await assertVmClean(vm);
+      // QEMU's background snapshot completed (the spool drained the rest);
+      // no archive, no spool left.
+      await assertRecovered(vm, small.path, caps);
       // And the next --vmstate backup, into a roomy directory, works.
-      const ok = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        vm.dir,
-        "-o",
-        `${vm.dir}/ok.vma`,
-      ]);
+      const ok = await vmabak(vmstateBackup(vm, vm.dir, "ok.vma"));
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stderr, /VM state \d/);
       assert.equal((await vmabak(["verify", `${vm.dir}/ok.vma`])).code, 0);
@@ -135,16 +144,7 @@ Deno.test({
         uri: `exec:${Deno.execPath()} run -A ${SLOW_CAT} ${8 * MiB} -`,
       }, BOUNDED);
       const t0 = performance.now();
-      const r = await vmabak([
-        "backup",
-        "--qmp",
-        vm.qmpPath,
-        "--vmstate",
-        "--fleecing-dir",
-        vm.dir,
-        "-o",
-        `${vm.dir}/b.vma`,
-      ]);
+      const r = await vmabak(vmstateBackup(vm, vm.dir, "b.vma"));
       const seconds = (performance.now() - t0) / 1000;
       console.log(
         `the next backup --vmstate took ${
@@ -179,16 +179,9 @@ async function stuckSpoolBackup(vm: TestVm) {
   const fifo = `${vm.dir}/fifo`;
   const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
   assert.ok(mk.success);
-  const child = spawnVmabak([
-    "backup",
-    "--qmp",
-    vm.qmpPath,
-    "--vmstate",
-    "--fleecing-dir",
-    dir,
-    "-o",
-    `${vm.dir}/b.vma`,
-  ], { stderr: "piped" });
+  const child = spawnVmabak(vmstateBackup(vm, dir, "b.vma"), {
+    stderr: "piped",
+  });
   const err = watchStderr(child.stderr);
   let swapped = false;
   for (let i = 0; i < 20_000 && !swapped; i++) {
@@ -207,25 +200,6 @@ async function stuckSpoolBackup(vm: TestVm) {
   if (!swapped) child.kill("SIGKILL");
   assert.ok(swapped, "the spool appeared");
   return { child, stderr: err.text, dir };
-}
-
-/** After a stuck spool: the snapshot completed, the guest runs, nothing of vmabak's is left. */
-async function assertRecovered(
-  vm: TestVm,
-  dir: string,
-  caps: string[],
-): Promise<void> {
-  const m = await vm.monitor.execute<{ status: string }>(
-    "query-migrate",
-    undefined,
-    BOUNDED,
-  );
-  assert.equal(m.status, "completed");
-  await assertGuestAlive(vm);
-  assert.deepEqual(await migrationCapsOn(vm.monitor), caps);
-  assert.deepEqual(vmabakFiles(dir), []);
-  assert.deepEqual(archiveFiles(vm.dir, "b.vma"), []);
-  await assertVmClean(vm);
 }
 
 Deno.test({
@@ -273,9 +247,7 @@ Deno.test({
       const status = await b.child.status;
       const seconds = (performance.now() - t0) / 1000;
       const stderr = await b.stderr;
-      const line = oneLine(
-        stderr.split("\n").filter((l) => !l.startsWith("backup:")).join("\n"),
-      );
+      const line = errorLine(stderr);
       console.log(`after ${seconds.toFixed(1)} s: ${line}`);
       assert.equal(status.code, 1, stderr);
       assert.ok(
