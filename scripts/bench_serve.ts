@@ -2,8 +2,10 @@
 /**
  * `vmabak serve`: `nbdcopy` from vmabak's exports against `nbdcopy` from
  * `qemu-nbd` serving the extracted raw image (medians of interleaved runs,
- * all to `null:`), index times for a 2 GiB disk archive and for a sparse
- * 100 GiB disk holding 1 GiB of data, and serve's peak RSS on each.
+ * all to `null:`; each server's CPU time per copy, which a busy machine
+ * changes less than wall time), index times for a 2 GiB disk archive and
+ * for a sparse 100 GiB disk holding 1 GiB of data, and serve's peak RSS on
+ * each.
  */
 import { openArchiveOutput } from "../lib/io/output.ts";
 import { VmaWriter } from "../lib/vma/writer.ts";
@@ -11,6 +13,7 @@ import {
   MAIN,
   mbps,
   type Measure,
+  measure,
   medians,
   table,
   writeDiskImage,
@@ -66,6 +69,73 @@ async function startServe(archive: string, socket: string): Promise<Serving> {
   };
 }
 
+/** CPU seconds (user + system) process `pid` has used so far. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks.
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** A persistent qemu-nbd serving `image` read-only on `socket`. */
+async function startQemuNbd(
+  image: string,
+  socket: string,
+): Promise<{ pid: number; stop(): Promise<void> }> {
+  const child = new Deno.Command("qemu-nbd", {
+    args: ["-r", "-f", "raw", "-t", "-x", "drive-scsi0", "-k", socket, image],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  for (let i = 0; i < 100; i++) {
+    try {
+      await Deno.lstat(socket);
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return {
+    pid: child.pid,
+    async stop() {
+      child.kill("SIGTERM");
+      await child.status;
+    },
+  };
+}
+
+/**
+ * Runs each copy `n` times, interleaved, after warming the page cache;
+ * returns per name the median run and the median CPU seconds its server
+ * (process `pid`) used during a copy.
+ */
+async function copies(
+  n: number,
+  runs: Record<string, { script: string; pid: number }>,
+  cwd: string,
+  warm: () => Promise<void>,
+): Promise<Record<string, Measure & { cpu: number }>> {
+  const got: Record<string, (Measure & { cpu: number })[]> = {};
+  for (let i = 0; i < n; i++) {
+    for (const [name, { script, pid }] of Object.entries(runs)) {
+      await warm();
+      const before = await cpuSeconds(pid);
+      const m = await measure(script, cwd);
+      (got[name] ??= []).push({ ...m, cpu: (await cpuSeconds(pid)) - before });
+    }
+  }
+  const median = (xs: number[]) =>
+    xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  return Object.fromEntries(
+    Object.entries(got).map(([name, list]) => {
+      const m = list.slice().sort((a, b) => a.seconds - b.seconds)[
+        Math.floor(list.length / 2)
+      ]!;
+      return [name, { ...m, cpu: median(list.map((r) => r.cpu)) }];
+    }),
+  );
+}
+
 /** The sparse archive, written directly (create would read 100 GiB of holes). */
 async function writeSparseArchive(path: string): Promise<void> {
   const out = await openArchiveOutput(path, { write: () => Promise.resolve() });
@@ -104,15 +174,21 @@ try {
   );
   const served = await startServe(`${dir}/x.vma`, `${dir}/v.sock`);
   const zserved = await startServe(`${dir}/x.vma.zst`, `${dir}/z.sock`);
-  let m: Record<string, Measure>;
+  const qemu = await startQemuNbd(
+    `${dir}/out/disk-drive-scsi0.raw`,
+    `${dir}/q.sock`,
+  );
+  let m: Record<string, Measure & { cpu: number }>;
+  const uri = (socket: string) =>
+    `nbdcopy 'nbd+unix:///drive-scsi0?socket=${dir}/${socket}' null:`;
+  const load = Deno.loadavg()[0]!;
   try {
-    m = await medians(
+    m = await copies(
       RUNS,
       {
-        qemu:
-          "nbdcopy -- [ qemu-nbd -r -f raw out/disk-drive-scsi0.raw ] null:",
-        serve: `nbdcopy 'nbd+unix:///drive-scsi0?socket=${dir}/v.sock' null:`,
-        zserve: `nbdcopy 'nbd+unix:///drive-scsi0?socket=${dir}/z.sock' null:`,
+        qemu: { script: uri("q.sock"), pid: qemu.pid },
+        serve: { script: uri("v.sock"), pid: served.pid },
+        zserve: { script: uri("z.sock"), pid: zserved.pid },
       },
       dir,
       () => sh("cat x.vma x.vma.zst out/disk-drive-scsi0.raw > /dev/null"),
@@ -120,6 +196,7 @@ try {
   } finally {
     served.rss = await served.stop();
     zserved.rss = await zserved.stop();
+    await qemu.stop();
   }
   await writeSparseArchive(`${dir}/sparse.vma`);
   const sparse = await startServe(`${dir}/sparse.vma`, `${dir}/s.sock`);
@@ -132,16 +209,19 @@ try {
   console.log(
     `\n== serve: nbdcopy of a ${
       SIZE / 2 ** 20
-    } MiB disk (a quarter holes) to null: (median of ${RUNS}) ==`,
+    } MiB disk (a quarter holes) to null: (median of ${RUNS}; load average ${
+      load.toFixed(1)
+    } on ${navigator.hardwareConcurrency} CPUs) ==`,
   );
-  const row = (name: string, r: Measure) => [
+  const row = (name: string, r: Measure & { cpu: number }) => [
     name,
     `${r.seconds.toFixed(2)} s`,
     mbps(SIZE, r.seconds),
     `${(m.qemu!.seconds / r.seconds).toFixed(2)}x`,
+    `${r.cpu.toFixed(2)} s`,
   ];
   console.log(table([
-    ["source", "time", "rate", "throughput vs qemu-nbd"],
+    ["source", "time", "rate", "throughput vs qemu-nbd", "server CPU"],
     row("qemu-nbd (extracted raw)", m.qemu!),
     row("vmabak serve (.vma)", m.serve!),
     row("vmabak serve (.vma.zst, seek table)", m.zserve!),

@@ -8,9 +8,14 @@
  * command to QEMU is bounded.
  */
 import assert from "node:assert/strict";
-import { haveQemu, migrationCapsOn } from "./helpers/qemu_vm.ts";
-import { oneLine, vmabak } from "./helpers/run.ts";
-import { assertVmClean, MiB, vmabakFiles } from "./helpers/backup_checks.ts";
+import { haveQemu, migrationCapsOn, type TestVm } from "./helpers/qemu_vm.ts";
+import { oneLine, spawnVmabak, vmabak } from "./helpers/run.ts";
+import {
+  assertVmClean,
+  MiB,
+  vmabakFiles,
+  watchStderr,
+} from "./helpers/backup_checks.ts";
 import {
   assertGuestAlive,
   BOUNDED,
@@ -157,6 +162,130 @@ Deno.test({
       await assertGuestAlive(vm);
       assert.deepEqual(await migrationCapsOn(vm.monitor), caps);
       await assertVmClean(vm);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+/**
+ * `backup --vmstate` of `vm` whose spool never takes anything (a hung
+ * disk): once vmabak made the file, and before QEMU opens it, it becomes a
+ * FIFO nobody reads. vmabak is stopped meanwhile, so the swap is never late.
+ */
+async function stuckSpoolBackup(vm: TestVm) {
+  const dir = `${vm.dir}/fl`;
+  await Deno.mkdir(dir);
+  const fifo = `${vm.dir}/fifo`;
+  const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+  assert.ok(mk.success);
+  const child = spawnVmabak([
+    "backup",
+    "--qmp",
+    vm.qmpPath,
+    "--vmstate",
+    "--fleecing-dir",
+    dir,
+    "-o",
+    `${vm.dir}/b.vma`,
+  ], { stderr: "piped" });
+  const err = watchStderr(child.stderr);
+  let swapped = false;
+  for (let i = 0; i < 20_000 && !swapped; i++) {
+    const spool = [...Deno.readDirSync(dir)].find((e) =>
+      e.name.endsWith("-vmstate.bin")
+    );
+    if (spool !== undefined) {
+      Deno.kill(child.pid, "SIGSTOP");
+      await Deno.remove(`${dir}/${spool.name}`);
+      await Deno.symlink(fifo, `${dir}/${spool.name}`);
+      Deno.kill(child.pid, "SIGCONT");
+      swapped = true;
+    }
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  if (!swapped) child.kill("SIGKILL");
+  assert.ok(swapped, "the spool appeared");
+  return { child, stderr: err.text, dir };
+}
+
+/** After a stuck spool: the snapshot completed, the guest runs, nothing of vmabak's is left. */
+async function assertRecovered(
+  vm: TestVm,
+  dir: string,
+  caps: string[],
+): Promise<void> {
+  const m = await vm.monitor.execute<{ status: string }>(
+    "query-migrate",
+    undefined,
+    BOUNDED,
+  );
+  assert.equal(m.status, "completed");
+  await assertGuestAlive(vm);
+  assert.deepEqual(await migrationCapsOn(vm.monitor), caps);
+  assert.deepEqual(vmabakFiles(dir), []);
+  assert.deepEqual(archiveFiles(vm.dir, "b.vma"), []);
+  await assertVmClean(vm);
+}
+
+Deno.test({
+  name:
+    "a --vmstate backup interrupted while its spool takes nothing ends at once, and the guest is not wedged",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await startCounterVm({ randomMiB: 24 });
+    try {
+      const caps = await migrationCapsOn(vm.monitor);
+      const b = await stuckSpoolBackup(vm);
+      // QEMU's main loop may wait on the stuck stream: vmabak may be waiting
+      // on QEMU. SIGTERM must end both at once.
+      await new Promise((r) => setTimeout(r, 2000));
+      const t0 = performance.now();
+      b.child.kill("SIGTERM");
+      const status = await b.child.status;
+      const seconds = (performance.now() - t0) / 1000;
+      const stderr = await b.stderr;
+      console.log(
+        `vmabak ended ${seconds.toFixed(1)} s after SIGTERM: ${
+          stderr.trim().split("\n").at(-1)
+        }`,
+      );
+      assert.equal(status.code, 1, stderr);
+      // Before: 2 x 60 s of waiting, migrate_cancel, and a wedged guest.
+      assert.ok(seconds < 30, `${seconds} s`);
+      await assertRecovered(vm, b.dir, caps);
+    } finally {
+      await vm.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "a --vmstate backup whose spool takes nothing fails by itself within a minute, naming the directory, and the guest is not wedged",
+  ignore: !HAVE,
+  async fn() {
+    const vm = await startCounterVm({ randomMiB: 24 });
+    try {
+      const caps = await migrationCapsOn(vm.monitor);
+      const t0 = performance.now();
+      const b = await stuckSpoolBackup(vm);
+      const status = await b.child.status;
+      const seconds = (performance.now() - t0) / 1000;
+      const stderr = await b.stderr;
+      const line = oneLine(
+        stderr.split("\n").filter((l) => !l.startsWith("backup:")).join("\n"),
+      );
+      console.log(`after ${seconds.toFixed(1)} s: ${line}`);
+      assert.equal(status.code, 1, stderr);
+      assert.ok(
+        line.startsWith(
+          `vmabak backup: Cannot save the VM state: the spool took nothing for 30 s (its disk hangs or is far too slow) in ${b.dir} `,
+        ),
+        line,
+      );
+      assert.ok(seconds < 90, `${seconds} s`);
+      await assertRecovered(vm, b.dir, caps);
     } finally {
       await vm.destroy();
     }

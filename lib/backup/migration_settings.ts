@@ -132,7 +132,11 @@ export async function waitMigrationEnd(
   let since = Date.now();
   for (;;) {
     options.check?.();
-    const m = await qmp.execute<MigrationInfo>("query-migrate");
+    // A monitor that does not answer is stalled too (QEMU's main loop can
+    // wait on a stuck migration stream).
+    const m = await qmp.execute<MigrationInfo>("query-migrate", undefined, {
+      timeoutMs: stallMs,
+    });
     if (m.status === undefined || !ACTIVE.includes(m.status)) return m;
     const now = m.ram?.transferred ?? 0;
     if (now !== sent) {

@@ -24,6 +24,14 @@ export function vmstateSizeHint(memoryBytes: number): number {
   return Math.ceil(bound / VMA_CLUSTER_SIZE) * VMA_CLUSTER_SIZE;
 }
 
+/**
+ * A spool that takes nothing for this long is abandoned and the backup
+ * fails: QEMU's migration thread waits on it, guest writes to pages not yet
+ * saved wait on that thread, and QEMU's main loop (and its monitor) can wait
+ * with them, so vmabak watches the file, not QMP.
+ */
+const SPOOL_STALL_SECONDS = 30;
+
 export class VmstateCapture {
   #ctx: BackupContext;
   #devId: number;
@@ -74,9 +82,22 @@ export class VmstateCapture {
     await qmp.execute("migrate", { uri: this.#spool.uri });
     // On any exit, wait until it ended and never cancel it (see
     // waitMigrationEnd: a cancelled background snapshot wedges a QEMU 7.2
-    // guest). Into a local file it ends in moments; the spool drains the
-    // stream to /dev/null when it cannot write.
-    deferQmp(this.#ctx, () => waitMigrationEnd(qmp));
+    // guest). Into a local file it ends in moments; when the backup failed,
+    // the spool stops writing and drains the stream to /dev/null instead.
+    const ctx = this.#ctx;
+    deferQmp(ctx, () => waitMigrationEnd(qmp));
+    // Needs no QMP: a spool that stopped taking data can block QEMU's main
+    // loop (a guest page not yet saved waits for the spool's writer), and
+    // with it the monitor, until the writer is stopped. An abort stops it at
+    // once, so the QMP command it may wait on gets its answer.
+    const abandon = () => void this.#spool.abandon();
+    ctx.signal.addEventListener("abort", abandon);
+    const unwatch = this.#watchSpool();
+    ctx.stack.defer(async () => {
+      unwatch();
+      ctx.signal.removeEventListener("abort", abandon);
+      if (ctx.failure.failed) await this.#spool.abandon();
+    });
   }
 
   /** Waits for the stream's end and stores it into the archive; returns its size. */
@@ -95,6 +116,29 @@ export class VmstateCapture {
       ctx.writer.writeCluster(this.#devId, c, data)
     );
     return bytes;
+  }
+
+  /** Fails the backup and abandons the spool when it stops growing before the stream ended. */
+  #watchSpool(): () => void {
+    let size = -1;
+    let since = Date.now();
+    let statting = false;
+    const timer = setInterval(() => {
+      if (this.#written !== undefined) return clearInterval(timer);
+      if (!statting) {
+        // A stat on a hung disk may itself hang: the clock runs on regardless.
+        statting = true;
+        this.#spool.size().then((now) => {
+          if (now !== size) [size, since] = [now, Date.now()];
+        }, () => {}).finally(() => statting = false);
+      }
+      if (Date.now() - since > SPOOL_STALL_SECONDS * 1000) {
+        clearInterval(timer);
+        this.#ctx.failure.fail(this.#spool.stalled(SPOOL_STALL_SECONDS));
+        void this.#spool.abandon();
+      }
+    }, 500);
+    return () => clearInterval(timer);
   }
 
   #watchWritten(): Promise<number> {

@@ -71,20 +71,76 @@ export class VmstateSpool {
     return `${this.donePath}.err`;
   }
 
+  /** Where the shell writes its pid and `cat`'s (beside `donePath`). */
+  get pidPath(): string {
+    return `${this.donePath}.pid`;
+  }
+
   /**
-   * The migration URI. `cat` writes the spool; if it fails, a second `cat`
-   * drains the rest of the stream to /dev/null (the shell holds the pipe
-   * open in between, so QEMU never sees it close) and the migration
-   * completes. The done file gets `cat`'s exit status: 0, or why the spool
-   * is incomplete in the error file. Redirections of stderr come first, so
-   * a spool that cannot even be created is reported there too.
+   * The migration URI. `cat` writes the spool; if it fails (or `abandon`
+   * stops it), a second `cat` drains the rest of the stream to /dev/null
+   * (fd 3 keeps the pipe open in between, so QEMU never sees it close) and
+   * the migration completes. The done file gets `cat`'s exit status: 0, or
+   * why the spool is incomplete in the error file. stderr's redirection
+   * comes first, so a spool that cannot even be created is reported too.
+   * `cat` runs in the background (its stdin made explicit) only so that its
+   * pid is known.
    */
   get uri(): string {
     const err = shQuote(this.errorPath);
     const done = shQuote(this.donePath);
-    return `exec:if cat 2> ${err} > ${
+    return `exec:exec 3<&0; cat <&3 2> ${err} > ${
       shQuote(this.filePath)
-    }; then echo 0 > ${done}; else s=$?; cat > /dev/null; echo $s > ${done}; fi`;
+    } & echo $$ $! > ${
+      shQuote(this.pidPath)
+    }; if wait $!; then echo 0 > ${done}; else s=$?; cat <&3 > /dev/null; echo $s > ${done}; fi`;
+  }
+
+  /**
+   * Stops writing the spool (the backup failed or was aborted): `cat` is
+   * killed, the shell drains the rest of the stream to /dev/null, and the
+   * background snapshot completes at memory speed instead of at the
+   * spool's. Never cancel the migration instead (see the top of the file).
+   * Returns whether it stopped a writer (false when it had ended, or is not
+   * ours to signal).
+   */
+  async abandon(): Promise<boolean> {
+    try {
+      const [sh, cat] = (await Deno.readTextFile(this.pidPath)).trim().split(
+        " ",
+      ).map(Number);
+      if (!Number.isSafeInteger(sh) || !Number.isSafeInteger(cat)) {
+        return false;
+      }
+      // The writer is the child of the shell that runs this spool's command.
+      const stat = await Deno.readTextFile(`/proc/${cat}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmdline = await Deno.readTextFile(`/proc/${sh}/cmdline`);
+      if (ppid !== sh || !cmdline.includes(this.pidPath)) return false;
+      Deno.kill(cat!, "SIGTERM");
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The spool's directory. */
+  get dir(): string {
+    return this.filePath.slice(0, this.filePath.lastIndexOf("/")) || "/";
+  }
+
+  /** Bytes in the spool so far. */
+  async size(): Promise<number> {
+    return (await Deno.stat(this.filePath)).size;
+  }
+
+  /** The spool took nothing for `seconds`. */
+  stalled(seconds: number): SpoolWriteError {
+    return new SpoolWriteError(
+      this.dir,
+      this.filePath,
+      `the spool took nothing for ${seconds} s (its disk hangs or is far too slow)`,
+    );
   }
 
   /** Why the spool could not be written, naming its directory. */
@@ -100,8 +156,7 @@ export class VmstateSpool {
         200,
       )
       : "the spool could not be written";
-    const dir = this.filePath.slice(0, this.filePath.lastIndexOf("/")) || "/";
-    return new SpoolWriteError(dir, this.filePath, reason);
+    return new SpoolWriteError(this.dir, this.filePath, reason);
   }
 
   /**
@@ -160,5 +215,6 @@ export class VmstateSpool {
     await Deno.remove(this.filePath).catch(() => {});
     await Deno.remove(this.donePath).catch(() => {});
     await Deno.remove(this.errorPath).catch(() => {});
+    await Deno.remove(this.pidPath).catch(() => {});
   }
 }

@@ -99,3 +99,33 @@ Deno.test("a spool that cannot be created is reported the same way, and the stre
     await Deno.remove(top, { recursive: true });
   }
 });
+
+Deno.test("abandon stops a spool writer that is stuck; the stream is then drained", async () => {
+  const top = await Deno.makeTempDir({ prefix: "vmabak-spool-" });
+  try {
+    await Deno.mkdir(`${top}/private`);
+    const spool = await VmstateSpool.create(
+      `${top}/vmabak-p1s1-vmstate.bin`,
+      `${top}/private/vmstate.done`,
+    );
+    // A spool that never takes anything: a FIFO nobody reads.
+    await Deno.remove(spool.filePath);
+    const fifo = await new Deno.Command("mkfifo", { args: [`${top}/fifo`] })
+      .output();
+    assert.ok(fifo.success);
+    await Deno.symlink(`${top}/fifo`, spool.filePath);
+    const ran = runUri(spool.uri, bytes(4 * 1024 * 1024));
+    for (let i = 0; i < 200; i++) {
+      const pids = await Deno.readTextFile(spool.pidPath).catch(() => "");
+      if (pids.includes(" ")) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(await spool.abandon(), true);
+    assert.equal(await ran, 0, "all of the stream read");
+    await assert.rejects(spool.waitWritten(5_000), SpoolWriteError);
+    assert.equal(await spool.abandon(), false, "nothing left to stop");
+    await spool.remove();
+  } finally {
+    await Deno.remove(top, { recursive: true });
+  }
+});

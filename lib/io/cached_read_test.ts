@@ -1,31 +1,7 @@
 import assert from "node:assert/strict";
 import { CachedRead } from "./cached_read.ts";
 import { FileRandomAccess } from "./random_access.ts";
-
-/** POSIX_FADV_DONTNEED: the kernel drops the file's clean cached pages. */
-const POSIX_FADV_DONTNEED = 4;
-
-/** Evicts `path` from the page cache (synced first, so its pages are clean). */
-function evict(path: string): void {
-  const libc = Deno.dlopen("libc.so.6", {
-    open: { parameters: ["buffer", "i32"], result: "i32" },
-    fdatasync: { parameters: ["i32"], result: "i32" },
-    posix_fadvise: { parameters: ["i32", "i64", "i64", "i32"], result: "i32" },
-    close: { parameters: ["i32"], result: "i32" },
-  });
-  try {
-    const fd = libc.symbols.open(new TextEncoder().encode(`${path}\0`), 0);
-    assert.ok(fd >= 0, `open ${path}`);
-    assert.equal(libc.symbols.fdatasync(fd), 0);
-    assert.equal(
-      libc.symbols.posix_fadvise(fd, 0n, 0n, POSIX_FADV_DONTNEED),
-      0,
-    );
-    libc.symbols.close(fd);
-  } finally {
-    libc.close();
-  }
-}
+import { evictFromPageCache as evict } from "../../tests/helpers/page_cache.ts";
 
 function randomBytes(n: number): Uint8Array {
   const data = new Uint8Array(n);

@@ -132,7 +132,19 @@ export class QmpClient {
       client.#parser = parser;
       for (const m of early) client.#dispatch(m);
       client.#readLoop = client.#read();
-      await client.execute("qmp_capabilities");
+      // Bounded like the greeting: a QEMU whose main loop is stuck (e.g. on
+      // guest RAM a failed background snapshot left write-protected) sends
+      // the greeting from its monitor thread but never answers.
+      await client.execute("qmp_capabilities", undefined, { timeoutMs })
+        .catch((error) => {
+          if (!(error instanceof QmpTimeoutError)) throw error;
+          throw new QmpConnectionError(
+            `Cannot connect to QMP socket ${path}: QEMU greeted but does not answer within ${
+              Math.round(timeoutMs / 1000)
+            } s (its main loop is stuck, e.g. on guest RAM that an interrupted background snapshot left write-protected in QEMU 7.2): restart the VM`,
+            { cause: error },
+          );
+        });
       return client;
     } catch (error) {
       clearTimeout(timer);
