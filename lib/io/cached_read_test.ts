@@ -11,16 +11,28 @@ function randomBytes(n: number): Uint8Array {
   return data;
 }
 
+/** Runs `fn` with a temporary file of `n` random bytes; removes it after. */
+async function withRandomFile(
+  n: number,
+  fn: (path: string, data: Uint8Array) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/f.bin`;
+    const data = randomBytes(n);
+    await Deno.writeFile(path, data);
+    await fn(path, data);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name:
     "CachedRead reads cached pages at any offset into a subarray, and returns 0 for pages not cached",
   ignore: Deno.build.os !== "linux",
   async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      const path = `${dir}/f.bin`;
-      const data = randomBytes(1024 * 1024 + 77);
-      await Deno.writeFile(path, data);
+    await withRandomFile(1024 * 1024 + 77, async (path, data) => {
       using file = await Deno.open(path, { read: true });
       const cached = await CachedRead.open(path, file);
       assert.ok(cached !== null, "FFI is allowed: a reader");
@@ -42,9 +54,7 @@ Deno.test({
       } finally {
         cached.close();
       }
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
 
@@ -53,11 +63,7 @@ Deno.test({
     "FileRandomAccess reads cached bytes in one call and the rest on the thread pool, equal to the file",
   ignore: Deno.build.os !== "linux",
   async fn() {
-    const dir = await Deno.makeTempDir();
-    try {
-      const path = `${dir}/f.bin`;
-      const data = randomBytes(8 * 1024 * 1024);
-      await Deno.writeFile(path, data);
+    await withRandomFile(8 * 1024 * 1024, async (path, data) => {
       const ra = new FileRandomAccess(
         path,
         await Deno.open(path, { read: true }),
@@ -95,8 +101,6 @@ Deno.test({
       } finally {
         ra.close();
       }
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    });
   },
 });
