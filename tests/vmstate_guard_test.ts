@@ -33,6 +33,18 @@ function archiveFiles(dir: string, name: string): string[] {
   );
 }
 
+/** Runs `fn` with a counter guest with 24 MiB of random RAM and its migration capabilities before; destroys it after. */
+async function withCounterVm(
+  fn: (vm: TestVm, caps: string[]) => Promise<void>,
+): Promise<void> {
+  const vm = await startCounterVm({ randomMiB: 24 });
+  try {
+    await fn(vm, await migrationCapsOn(vm.monitor));
+  } finally {
+    await vm.destroy();
+  }
+}
+
 /** `vmabak backup --vmstate` arguments: spool in `dir`, archive `name` in the VM's directory. */
 function vmstateBackup(vm: TestVm, dir: string, name: string): string[] {
   return [
@@ -79,36 +91,35 @@ Deno.test({
   ignore: !HAVE || !CAN_MOUNT,
   async fn() {
     // 24 MiB of random RAM: a stream of about 26 MiB into a 4 MiB directory.
-    const vm = await startCounterVm({ randomMiB: 24 });
-    const small = await mountTmpfs(`${vm.dir}/small`, "4M");
-    try {
-      const caps = await migrationCapsOn(vm.monitor);
-      const t0 = performance.now();
-      const r = await vmabak(vmstateBackup(vm, small.path, "b.vma"));
-      const seconds = (performance.now() - t0) / 1000;
-      assert.equal(r.code, 1, r.stderr);
-      const line = errorLine(r.stderr);
-      console.log(`after ${seconds.toFixed(1)} s: ${line}`);
-      assert.ok(
-        line.startsWith(
-          `vmabak backup: Cannot save the VM state: no space left on the device in ${small.path} `,
-        ),
-        line,
-      );
-      assert.match(line, /--fleecing-dir/);
-      // QEMU's background snapshot completed (the spool drained the rest);
-      // no archive, no spool left.
-      await assertRecovered(vm, small.path, caps);
-      // And the next --vmstate backup, into a roomy directory, works.
-      const ok = await vmabak(vmstateBackup(vm, vm.dir, "ok.vma"));
-      assert.equal(ok.code, 0, ok.stderr);
-      assert.match(ok.stderr, /VM state \d/);
-      assert.equal((await vmabak(["verify", `${vm.dir}/ok.vma`])).code, 0);
-      await assertGuestAlive(vm);
-    } finally {
-      await small.unmount();
-      await vm.destroy();
-    }
+    await withCounterVm(async (vm, caps) => {
+      const small = await mountTmpfs(`${vm.dir}/small`, "4M");
+      try {
+        const t0 = performance.now();
+        const r = await vmabak(vmstateBackup(vm, small.path, "b.vma"));
+        const seconds = (performance.now() - t0) / 1000;
+        assert.equal(r.code, 1, r.stderr);
+        const line = errorLine(r.stderr);
+        console.log(`after ${seconds.toFixed(1)} s: ${line}`);
+        assert.ok(
+          line.startsWith(
+            `vmabak backup: Cannot save the VM state: no space left on the device in ${small.path} `,
+          ),
+          line,
+        );
+        assert.match(line, /--fleecing-dir/);
+        // QEMU's background snapshot completed (the spool drained the rest);
+        // no archive, no spool left.
+        await assertRecovered(vm, small.path, caps);
+        // And the next --vmstate backup, into a roomy directory, works.
+        const ok = await vmabak(vmstateBackup(vm, vm.dir, "ok.vma"));
+        assert.equal(ok.code, 0, ok.stderr);
+        assert.match(ok.stderr, /VM state \d/);
+        assert.equal((await vmabak(["verify", `${vm.dir}/ok.vma`])).code, 0);
+        await assertGuestAlive(vm);
+      } finally {
+        await small.unmount();
+      }
+    });
   },
 });
 
@@ -117,9 +128,7 @@ Deno.test({
     "a background snapshot a killed --vmstate run left running is waited for, never cancelled (QEMU 7.2 wedges the guest then)",
   ignore: !HAVE,
   async fn() {
-    const vm = await startCounterVm({ randomMiB: 24 });
-    try {
-      const caps = await migrationCapsOn(vm.monitor);
+    await withCounterVm(async (vm, caps) => {
       // What a SIGKILLed run leaves: its settings marker (a run that is
       // gone: the pid of a process that exited) and its background snapshot
       // still being written by QEMU's child, here at 8 MiB/s.
@@ -162,9 +171,7 @@ Deno.test({
       await assertGuestAlive(vm);
       assert.deepEqual(await migrationCapsOn(vm.monitor), caps);
       await assertVmClean(vm);
-    } finally {
-      await vm.destroy();
-    }
+    });
   },
 });
 
@@ -207,9 +214,7 @@ Deno.test({
     "a --vmstate backup interrupted while its spool takes nothing ends at once, and the guest is not wedged",
   ignore: !HAVE,
   async fn() {
-    const vm = await startCounterVm({ randomMiB: 24 });
-    try {
-      const caps = await migrationCapsOn(vm.monitor);
+    await withCounterVm(async (vm, caps) => {
       const b = await stuckSpoolBackup(vm);
       // QEMU's main loop may wait on the stuck stream: vmabak may be waiting
       // on QEMU. SIGTERM must end both at once.
@@ -228,9 +233,7 @@ Deno.test({
       // Before: 2 x 60 s of waiting, migrate_cancel, and a wedged guest.
       assert.ok(seconds < 30, `${seconds} s`);
       await assertRecovered(vm, b.dir, caps);
-    } finally {
-      await vm.destroy();
-    }
+    });
   },
 });
 
@@ -239,9 +242,7 @@ Deno.test({
     "a --vmstate backup whose spool takes nothing fails by itself within a minute, naming the directory, and the guest is not wedged",
   ignore: !HAVE,
   async fn() {
-    const vm = await startCounterVm({ randomMiB: 24 });
-    try {
-      const caps = await migrationCapsOn(vm.monitor);
+    await withCounterVm(async (vm, caps) => {
       const t0 = performance.now();
       const b = await stuckSpoolBackup(vm);
       const status = await b.child.status;
@@ -258,8 +259,6 @@ Deno.test({
       );
       assert.ok(seconds < 90, `${seconds} s`);
       await assertRecovered(vm, b.dir, caps);
-    } finally {
-      await vm.destroy();
-    }
+    });
   },
 });
