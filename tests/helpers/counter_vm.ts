@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import { bootCounterSector, COUNTER_RAM_ADDRESS } from "./boot_sector.ts";
 import { type DiskSpec, TestVm } from "./qemu_vm.ts";
 import type { QmpClient } from "../../lib/qmp/client.ts";
+import { sleep } from "./sleep.ts";
 
 const MiB = 1024 * 1024;
 /** Each test command gets this long (a wedged QEMU never answers). */
 export const BOUNDED = { timeoutMs: 5_000 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The guest's RAM counter (HMP `xp`), bounded. */
 export async function ramCounter(qmp: QmpClient): Promise<number> {
