@@ -11,6 +11,7 @@ import {
   type RestorePlan,
   restoreScript,
   RESUME_SCRIPT,
+  unmappedNotes,
 } from "../restore/plan.ts";
 import { writeFileExclusive } from "../io/safe_file.ts";
 import { printable } from "../text/escape.ts";
@@ -67,12 +68,8 @@ export const restoreCommand: Command = {
       );
       return;
     }
-    if (plan.kind === "proxmox") {
-      for (const u of plan.plan.unmapped) {
-        ctx.stderr.line(
-          `restore: not mapped from ${PVE_CONFIG_NAME}: ${printable(u)}`,
-        );
-      }
+    for (const note of unmappedNotes(plan)) {
+      ctx.stderr.line(`restore: ${note}`);
     }
     await writeFileExclusive(
       `${dir}/${RESUME_SCRIPT}`,

@@ -29,6 +29,7 @@ import {
   planRestore,
   restoreArgs,
   restoreScript,
+  unmappedNotes,
 } from "./plan.ts";
 import { connectQmp, startQemuDaemon, stopQemu } from "./qemu_daemon.ts";
 import {
@@ -118,11 +119,7 @@ export async function liveRestore(
     log,
     signal,
   };
-  if (fresh && plan.kind === "proxmox") {
-    for (const u of plan.plan.unmapped) {
-      log(`not mapped from qemu-server.conf: ${printable(u)}`);
-    }
-  }
+  if (fresh) { for (const note of unmappedNotes(plan)) log(note); }
   const { overlays, streams } = fresh
     ? await makeLiveDir(dir, setup).catch((error) => {
       // Another run made DIR meanwhile: not ours to remove.

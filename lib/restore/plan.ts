@@ -78,6 +78,14 @@ export function planRestore(header: VmaHeader, dir: string): RestorePlan {
 }
 
 /** A disk a live restore attaches through a qcow2 overlay, and its QEMU node. */
+/** What a Proxmox config asks for and the restored VM does not get, one printable line each. */
+export function unmappedNotes(plan: RestorePlan): string[] {
+  if (plan.kind !== "proxmox") return [];
+  return plan.plan.unmapped.map((u) =>
+    `not mapped from ${PVE_CONFIG_NAME}: ${printable(u)}`
+  );
+}
+
 export interface OverlayDisk {
   /** The archive device, `drive-scsi0`. */
   device: string;
