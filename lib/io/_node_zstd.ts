@@ -8,10 +8,13 @@ import type { Transform } from "node:stream";
 export interface ZstdOptions {
   chunkSize?: number;
   params?: Record<number, number>;
+  /** Decompression fails rather than produce more than this many bytes. */
+  maxOutputLength?: number;
 }
 
 interface NodeZstd {
   zstdCompressSync(data: Uint8Array, options?: ZstdOptions): Uint8Array;
+  zstdDecompressSync(data: Uint8Array, options?: ZstdOptions): Uint8Array;
   createZstdDecompress(options?: ZstdOptions): Transform;
   createZstdCompress(options?: ZstdOptions): Transform;
   constants: {

@@ -6,14 +6,7 @@ import {
   decodeSeekTable,
   SEEKABLE_FOOTER_SIZE,
 } from "./zstd_seekable.ts";
-import * as zlib from "node:zlib";
-
-const zstd = zlib as unknown as {
-  zstdDecompressSync(
-    data: Uint8Array,
-    options: { chunkSize: number; maxOutputLength: number },
-  ): Uint8Array;
-};
+import { nodeZstd } from "./_node_zstd.ts";
 
 /** Decompressed frames kept (4 MiB each for vmabak's frames). */
 const FRAME_CACHE = 8;
@@ -174,7 +167,7 @@ function decompressFrame(
   want: number,
 ): Uint8Array {
   try {
-    return zstd.zstdDecompressSync(compressed, {
+    return nodeZstd.zstdDecompressSync(compressed, {
       chunkSize: Math.min(want, MAX_CHUNK) + 1,
       maxOutputLength: Math.max(want, 1),
     });
