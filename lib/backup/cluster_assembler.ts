@@ -1,5 +1,6 @@
 import type { NbdExportHandler } from "../nbd/server.ts";
 import { VMA_CLUSTER_SIZE } from "../vma/format.ts";
+import { VMA_MAX_RUN } from "../vma/writer.ts";
 
 /** Where whole clusters go: the VMA writer. */
 export interface ClusterSink {
@@ -9,7 +10,7 @@ export interface ClusterSink {
     data: Uint8Array | null,
   ): Promise<void>;
   /**
-   * `count` (1 to 32) consecutive clusters from `first` in one call (see
+   * `count` (1 to `VMA_MAX_RUN`) consecutive clusters from `first` in one call (see
    * `VmaWriter.writeClusters`): bit i of `zeroMask`, or a null `data`,
    * makes cluster i zeros.
    */
@@ -24,8 +25,6 @@ export interface ClusterSink {
 
 const SECTOR = 512;
 const SECTORS_PER_CLUSTER = VMA_CLUSTER_SIZE / SECTOR;
-/** Clusters per `writeClusters` call at most. */
-const MAX_RUN = 32;
 
 interface Partial {
   /** Allocated when the first data piece arrives; zero-only clusters need none. */
@@ -124,7 +123,7 @@ export class ClusterAssembler implements NbdExportHandler {
     }
     this.received += length;
     const pending: Promise<void>[] = [];
-    // Whole clusters of this write go to the sink in runs of up to 32, one call each.
+    // Whole clusters of this write go to the sink in runs of up to VMA_MAX_RUN, one call each.
     let runFirst = 0;
     let runCount = 0;
     let runFrom = 0;
@@ -152,7 +151,7 @@ export class ClusterAssembler implements NbdExportHandler {
         }
         runCount++;
         runTo = pieceEnd - offset;
-        if (runCount === MAX_RUN) endRun();
+        if (runCount === VMA_MAX_RUN) endRun();
       } else {
         endRun();
         const whole = this.#addPiece(

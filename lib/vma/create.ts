@@ -2,7 +2,7 @@ import type { ByteSink } from "../io/sink.ts";
 import { describeFsError } from "../io/input.ts";
 import { VmaError } from "./errors.ts";
 import { VMA_BLOCKS_PER_EXTENT, VMA_CLUSTER_SIZE } from "./format.ts";
-import { VmaWriter } from "./writer.ts";
+import { VMA_MAX_RUN, VmaWriter } from "./writer.ts";
 
 export interface ImageSource {
   name: string;
@@ -18,7 +18,7 @@ export interface CreateOptions {
 }
 
 const CHUNK = VMA_BLOCKS_PER_EXTENT * VMA_CLUSTER_SIZE;
-const RUN = 32 * VMA_CLUSTER_SIZE;
+const RUN = VMA_MAX_RUN * VMA_CLUSTER_SIZE;
 
 /** Size of a raw image or block device, rounded up to whole 512-byte sectors as QEMU sees it. */
 export function recordedSize(bytes: number): number {
@@ -75,7 +75,7 @@ export async function createArchive(
             })`,
           );
         }
-        // Up to 32 clusters per call (the writer's most).
+        // Up to VMA_MAX_RUN clusters per call (the writer's most).
         for (let at = 0; at < got; at += RUN) {
           const piece = buffer.subarray(at, Math.min(at + RUN, got));
           await writer.writeClusters(

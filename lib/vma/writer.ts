@@ -18,6 +18,9 @@ import {
 } from "./format.ts";
 import { encodeHeader, md5, type VmaConfig, type VmaDevice } from "./header.ts";
 
+/** Clusters one `writeClusters` call stores at most (`zeroMask` has 32 bits). */
+export const VMA_MAX_RUN = 32;
+
 export interface VmaWriterOptions {
   uuid?: Uint8Array;
   /** Seconds since the epoch; default now. */
@@ -144,7 +147,7 @@ export class VmaWriter {
   }
 
   /**
-   * Stores `count` (1 to 32) consecutive clusters from `first` in one call:
+   * Stores `count` (1 to `VMA_MAX_RUN`) consecutive clusters from `first` in one call:
    * cluster i is `data[i * 65536, (i + 1) * 65536)` (cut or missing bytes
    * read as zero), or zeros when `data` is null or bit i of `zeroMask` is
    * set. Either every cluster is stored or none (checked first). The bytes
@@ -235,9 +238,9 @@ export class VmaWriter {
     if (dev === undefined) {
       throw new VmaError(`Cannot store cluster ${first}: no device ${devId}`);
     }
-    if (!Number.isInteger(count) || count < 1 || count > 32) {
+    if (!Number.isInteger(count) || count < 1 || count > VMA_MAX_RUN) {
       throw new VmaError(
-        `Cannot store ${count} clusters of device "${dev.name}": 1 to 32 at a time`,
+        `Cannot store ${count} clusters of device "${dev.name}": 1 to ${VMA_MAX_RUN} at a time`,
       );
     }
     const last = first + count - 1;
