@@ -58,7 +58,7 @@ function zstdParams(level: number) {
 
 /** Compresses on the calling thread (blocks it while compressing). */
 export function inlineCompressor(level: number): ChunkCompressor {
-  checkZstdLevel(level);
+  const params = zstdParams(checkZstdLevel(level));
   let closed = false;
   return {
     compress(buffer, length) {
@@ -66,10 +66,7 @@ export function inlineCompressor(level: number): ChunkCompressor {
       try {
         const out = nodeZstd.zstdCompressSync(
           new Uint8Array(buffer, 0, length),
-          {
-            chunkSize: frameCapacity(length),
-            ...zstdParams(level),
-          },
+          { ...params, chunkSize: frameCapacity(length) },
         );
         const frame = intoBuffer(out, buffer);
         return Promise.resolve({ frame, buffer });
@@ -107,10 +104,10 @@ function freeBuffer(buffer: ArrayBuffer): void {
 const WORKER_SOURCE = `
 import { constants, zstdCompressSync } from "node:zlib";
 self.onmessage = (event) => {
-  const { id, buffer, length, level } = event.data;
+  const { id, buffer, length, capacity, level } = event.data;
   try {
     const out = zstdCompressSync(new Uint8Array(buffer, 0, length), {
-      chunkSize: length + (length >> 7) + 65536,
+      chunkSize: capacity,
       params: {
         [constants.ZSTD_c_compressionLevel]: level,
         [constants.ZSTD_c_checksumFlag]: 1,
@@ -208,7 +205,13 @@ export function workerCompressor(
       if (next === undefined) return;
       slot.job = next.job;
       slot.worker.postMessage(
-        { id: nextId++, buffer: next.buffer, length: next.length, level },
+        {
+          id: nextId++,
+          buffer: next.buffer,
+          length: next.length,
+          capacity: frameCapacity(next.length),
+          level,
+        },
         [next.buffer],
       );
     }
