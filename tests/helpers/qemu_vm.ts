@@ -32,12 +32,9 @@ export interface TestVmOptions {
 }
 
 function defaultWatchdogSeconds(): number {
+  // Unset: NaN, so the default; set to "" it is 0 (no watchdog).
   const env = Number(Deno.env.get("VMABAK_TEST_VM_WATCHDOG_S"));
-  return Number.isFinite(env) && env >= 0 && Deno.env.has(
-      "VMABAK_TEST_VM_WATCHDOG_S",
-    )
-    ? env
-    : 600;
+  return Number.isFinite(env) && env >= 0 ? env : 600;
 }
 
 export const QEMU = "qemu-system-x86_64";
