@@ -241,10 +241,10 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     if (frozenBitmap === undefined) await writer.start();
 
     // Snapshot: one instant for every disk (and the RAM).
-    const freeze = options.qga
+    const freeze = agent !== undefined
       ? await freezeGuest(stack, {
-        ...options.qga,
-        ...(agent ? { connection: agent } : {}),
+        ...options.qga!,
+        connection: agent,
         onWarning: (text) => options.onNotice?.(text),
       })
       : undefined;

@@ -14,15 +14,13 @@ import { QgaClient } from "./client.ts";
 import { QgaCommandError, QgaError } from "./errors.ts";
 
 export interface FreezeOptions {
-  /** The agent's socket. */
-  path: string;
   /** Per command; the freeze itself included. */
   timeoutMs: number;
   /** Fail the backup when the guest cannot be frozen (else: crash-consistent, with a warning). */
   required: boolean;
   onWarning: (text: string) => void;
-  /** A connection already being opened (its failure is handled here); else one is opened. */
-  connection?: Promise<QgaClient>;
+  /** The agent's connection, being opened; its opener closes it, a failure to open is handled here. */
+  connection: Promise<QgaClient>;
 }
 
 export interface FreezeResult {
@@ -68,11 +66,9 @@ export async function freezeGuest(
         );
       }
     }
-    client?.close();
   };
   try {
-    client = await (options.connection ??
-      QgaClient.connect(options.path, options.timeoutMs));
+    client = await options.connection;
     stack.defer(finish);
     state = "freezing";
     const frozen = await client.execute<number>(
