@@ -251,19 +251,9 @@ export async function backupVm(options: BackupOptions): Promise<BackupResult> {
     const frozenAt = performance.now();
     // Bitmaps join the instant: in the jobs' transaction (push, no stop) or
     // inside the one stop of the filters' insertion (pull).
-    const tracking = changes.tracking;
-    const viaPath = tracking !== undefined && path.takesActions;
     const instant = await fixInstant(ctx, {
-      stop: path.needsStop || (tracking !== undefined && !viaPath),
-      snapshot: async () => {
-        if (viaPath) {
-          await path.snapshot(tracking.actions());
-          tracking.added();
-          return;
-        }
-        await tracking?.atInstant();
-        await path.snapshot();
-      },
+      stop: path.needsStop,
+      snapshot: () => path.snapshot(changes.tracking),
       ...(capture ? { startVmstate: () => capture.start() } : {}),
     });
     await freeze?.thaw();

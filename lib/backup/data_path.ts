@@ -8,22 +8,20 @@
  * - `pull`: copy-before-write filters keep the instant in local fleecing
  *   images; vmabak reads it from QEMU's NBD server at its own pace.
  */
+import type { Tracking } from "./tracking.ts";
+
 export interface DataPath {
   readonly mode: "push" | "pull";
   /** Whether the instant needs the guest stopped (changes that no transaction covers). */
   readonly needsStop: boolean;
-  /**
-   * Whether `snapshot` fixes the instant in one QMP `transaction` that can
-   * carry other actions (dirty bitmaps), so they need no stopped guest.
-   */
-  readonly takesActions: boolean;
   /** What can be set up while the guest runs: servers, nodes, files. */
   prepare(): Promise<void>;
   /**
-   * Fixes the instant of every disk (the guest is stopped when `needsStop`);
-   * with `takesActions`, `actions` join the instant's transaction.
+   * Fixes the instant of every disk (the guest is stopped when `needsStop`),
+   * and `tracking`'s bitmaps at that same instant: push puts them in its
+   * jobs' transaction (no stop), pull adds them within its stop.
    */
-  snapshot(actions?: unknown[]): Promise<void>;
+  snapshot(tracking?: Tracking): Promise<void>;
   /** Called once the instant is fixed and the guest may run again. */
   afterInstant(): Promise<void>;
   /** Stores every cluster of every disk into the archive. */

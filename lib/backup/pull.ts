@@ -7,6 +7,7 @@
  */
 import type { BackupContext } from "./context.ts";
 import type { DataPath } from "./data_path.ts";
+import type { Tracking } from "./tracking.ts";
 import {
   addFleecingImage,
   addSnapshotAccess,
@@ -37,7 +38,6 @@ export interface PullOptions extends FleecingOptions {
 export class PullPath implements DataPath {
   readonly mode = "pull";
   readonly needsStop = true;
-  readonly takesActions = false;
   #ctx: BackupContext;
   #options: PullOptions;
   #socket = "";
@@ -74,7 +74,8 @@ export class PullPath implements DataPath {
     }
   }
 
-  async snapshot(): Promise<void> {
+  async snapshot(tracking?: Tracking): Promise<void> {
+    await tracking?.atInstant();
     for (const d of this.#ctx.disks) {
       await insertFilter(this.#ctx, d, this.#options);
     }

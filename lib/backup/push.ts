@@ -11,11 +11,11 @@ import { type BackupContext, deferQmp, nameFor } from "./context.ts";
 import type { DataPath, DataPathOptions } from "./data_path.ts";
 import { JobGroup } from "./job_group.ts";
 import { deleteNodes } from "./jobs.ts";
+import type { Tracking } from "./tracking.ts";
 
 export class PushPath implements DataPath {
   readonly mode = "push";
   readonly needsStop = false;
-  readonly takesActions = true;
   #ctx: BackupContext;
   #options: DataPathOptions;
   #assemblers: ClusterAssembler[];
@@ -65,7 +65,7 @@ export class PushPath implements DataPath {
     }
   }
 
-  async snapshot(actions: unknown[] = []): Promise<void> {
+  async snapshot(tracking?: Tracking): Promise<void> {
     const ctx = this.#ctx;
     const speed = this.#options.holdJobs ? 1 : this.#options.speed;
     this.#jobs = await JobGroup.start(
@@ -80,8 +80,9 @@ export class PushPath implements DataPath {
           "x-perf": { "max-workers": this.#options.maxWorkers ?? 8 },
         },
       })),
-      actions,
+      tracking?.actions() ?? [],
     );
+    tracking?.added();
   }
 
   async afterInstant(): Promise<void> {
