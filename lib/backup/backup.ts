@@ -328,12 +328,6 @@ function droppingAfterFailure(
   failure: FailureLatch,
 ): ClusterSink {
   return {
-    writeCluster(devId, c, data) {
-      if (failure.failed) return Promise.resolve();
-      return writer.writeCluster(devId, c, data).catch((error) => {
-        failure.fail(error);
-      });
-    },
     writeClusters(devId, first, count, data, zeroMask) {
       if (failure.failed) return Promise.resolve();
       return writer.writeClusters(devId, first, count, data, zeroMask).catch(

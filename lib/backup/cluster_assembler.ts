@@ -4,11 +4,6 @@ import { VMA_MAX_RUN } from "../vma/writer.ts";
 
 /** Where whole clusters go: the VMA writer. */
 export interface ClusterSink {
-  writeCluster(
-    devId: number,
-    clusterNum: number,
-    data: Uint8Array | null,
-  ): Promise<void>;
   /**
    * `count` (1 to `VMA_MAX_RUN`) consecutive clusters from `first` in one call (see
    * `VmaWriter.writeClusters`): bit i of `zeroMask`, or a null `data`,
@@ -42,7 +37,7 @@ export class ClusterAssemblyError extends Error {
  * Turns the writes QEMU's backup job sends for one disk (out of order, up
  * to 1 MiB, sometimes a piece of a cluster) into clusters stored exactly
  * once, when whole: the whole clusters a write covers in one
- * `writeClusters()` call, a cluster completed from pieces by `writeCluster()`.
+ * `writeClusters()` call, a cluster completed from pieces as a run of one.
  * Zero ranges (WRITE_ZEROES) become zero clusters, never data. Only pieces
  * of clusters still incomplete are held in memory.
  */
@@ -162,7 +157,7 @@ export class ClusterAssembler implements NbdExportHandler {
           cEnd - cStart,
         );
         if (whole !== undefined) {
-          pending.push(this.#sink.writeCluster(this.devId, c, whole));
+          pending.push(this.#sink.writeClusters(this.devId, c, 1, whole));
         }
       }
       pos = pieceEnd;

@@ -21,12 +21,6 @@ function rebuild(size: number) {
     calls,
     nulls,
     sink: {
-      writeCluster(_dev: number, c: number, data: Uint8Array | null) {
-        calls.set(c, (calls.get(c) ?? 0) + 1);
-        if (data === null) nulls.add(c);
-        else image.set(data, c * 65536);
-        return Promise.resolve();
-      },
       writeClusters(
         _dev: number,
         first: number,
