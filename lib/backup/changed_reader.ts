@@ -11,7 +11,6 @@
  * connection: a second one (multi-conn) and NBD's DF flag (QEMU reads
  * without looking for holes) were measured no faster, and cost more CPU.
  */
-import { InFlight } from "../io/in_flight.ts";
 import { ClusterSet } from "../chain/cluster_set.ts";
 import { NbdClient } from "../nbd/client.ts";
 import { NBD_STATE_DIRTY } from "../nbd/format.ts";
@@ -20,6 +19,7 @@ import type { ClusterSink } from "./cluster_assembler.ts";
 import { NbdRequestError } from "../nbd/errors.ts";
 import { NBD_E } from "../nbd/format.ts";
 import { SnapshotBrokenError } from "./pull_reader.ts";
+import { TrimQueue } from "./trim_queue.ts";
 
 /** Clusters per read request (1 MiB). */
 const CHUNK_CLUSTERS = 16;
@@ -133,18 +133,7 @@ async function readRuns(
       c * VMA_CLUSTER_SIZE,
       Math.min((c + n) * VMA_CLUSTER_SIZE, disk.size) - c * VMA_CLUSTER_SIZE,
     ] as const;
-  // TRIMs are sent without waiting for each reply (at most 64 in flight).
-  const trims = new InFlight();
-  let trimError: unknown;
-  const sendTrim = async (offset: number, length: number) => {
-    if (trimError !== undefined) throw trimError;
-    trims.track(
-      client.trim(offset, length).catch((error) => {
-        trimError ??= error;
-      }),
-    );
-    await trims.waitBelow(64);
-  };
+  const trims = new TrimQueue(64);
   /** Where the part already stored and trimmed ends. */
   let trimmed = 0;
   const readAhead = options.readAhead ?? 32;
@@ -184,13 +173,12 @@ async function readRuns(
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
     if (trim && offset + length - trimmed >= TRIM_SPAN) {
-      await sendTrim(trimmed, offset + length - trimmed);
+      await trims.send(client, trimmed, offset + length - trimmed);
       trimmed = offset + length;
     }
   }
   if (trim && trimmed < disk.size) {
-    await sendTrim(trimmed, disk.size - trimmed);
+    await trims.send(client, trimmed, disk.size - trimmed);
   }
-  await trims.idle();
-  if (trimError !== undefined) throw trimError;
+  await trims.drain();
 }

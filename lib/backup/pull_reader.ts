@@ -6,7 +6,7 @@
  * the fleecing image only ever holds what the guest overwrote in the part
  * not read yet.
  */
-import { InFlight } from "../io/in_flight.ts";
+import { TrimQueue } from "./trim_queue.ts";
 import { NbdClient } from "../nbd/client.ts";
 import { NbdRequestError } from "../nbd/errors.ts";
 import { NBD_E, NBD_STATE_ZERO } from "../nbd/format.ts";
@@ -98,8 +98,10 @@ export async function readDisk(options: DiskReadOptions): Promise<void> {
     const pool: Uint8Array[] = [];
     const chunks = Math.ceil(options.size / PULL_CHUNK);
     const pending: Promise<Chunk>[] = [];
-    const trims = new InFlight();
-    let trimError: unknown;
+    const trims = new TrimQueue(
+      readAhead + 1,
+      (error, offset) => broken(error, options, offset),
+    );
     let next = 0;
     const started = performance.now();
     const launch = () => {
@@ -124,19 +126,11 @@ export async function readDisk(options: DiskReadOptions): Promise<void> {
         if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       }
       if (trim) {
-        if (trimError !== undefined) throw trimError;
         const client = clients[done % clients.length]!;
-        const offset = chunk.offset;
-        trims.track(
-          client.trim(offset, chunk.length).catch((error) => {
-            trimError ??= broken(error, options, offset);
-          }),
-        );
-        await trims.waitBelow(readAhead + 1);
+        await trims.send(client, chunk.offset, chunk.length);
       }
     }
-    await trims.idle();
-    if (trimError !== undefined) throw trimError;
+    await trims.drain();
   } finally {
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
   }
