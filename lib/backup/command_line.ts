@@ -18,6 +18,14 @@ import {
 
 export { shellQuote };
 
+/** The node name the restored VM gives disk `i` (its own, or `diskI` for QEMU's anonymous `#block…` nodes). */
+export function restoredNode(
+  d: { node: string },
+  i: number,
+): string {
+  return d.node.startsWith("#") ? `disk${i}` : checkQemuId(d.node, "node name");
+}
+
 /**
  * File name `extract` gives a disk (kept in step with lib/vma/extract.ts), or
  * `restore --live` its qcow2 overlay.
@@ -58,9 +66,7 @@ export function resumeArgs(
   ];
   desc.disks.forEach((d, i) => {
     if (NOT_RECREATED_TYPES.includes(d.deviceType)) return;
-    const node = d.node.startsWith("#")
-      ? `disk${i}`
-      : checkQemuId(d.node, "node name");
+    const node = restoredNode(d, i);
     const overlay = overlays.has(d.name);
     args.push([
       "-blockdev",

@@ -134,6 +134,11 @@ function diskPath(dir: string, device: string, overlay = false): string {
   return `${dir}/${qemuOptValue(name, "device name")}`;
 }
 
+/** The node name the restored VM gives the drive of config key `key` (`drive-scsi0`). */
+export function pveDriveNode(key: string): string {
+  return `drive-${key}`;
+}
+
 function driveArgs(
   plan: VmPlan,
   d: PlanDrive,
@@ -142,7 +147,7 @@ function driveArgs(
   overlays: ReadonlySet<string>,
 ): string[][] {
   const args: string[][] = [];
-  const node = `drive-${d.key}`;
+  const node = pveDriveNode(d.key);
   if (d.device !== null) {
     const ro = d.readOnly ? ",read-only=on" : "";
     const overlay = overlays.has(d.device);

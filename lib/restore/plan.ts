@@ -5,7 +5,11 @@
  * `restore --live` share it, and render their QEMU command lines from it.
  */
 import { VM_CONFIG_NAME } from "../backup/backup.ts";
-import { resumeArgs, resumeScript } from "../backup/command_line.ts";
+import {
+  restoredNode,
+  resumeArgs,
+  resumeScript,
+} from "../backup/command_line.ts";
 import {
   NOT_RECREATED_TYPES,
   parseVmDescription,
@@ -15,8 +19,13 @@ import { parsePveConfig } from "../proxmox/config.ts";
 import { PVE_CONFIG_NAME } from "../proxmox/format.ts";
 import { planVm } from "../proxmox/plan.ts";
 import type { VmPlan } from "../proxmox/plan_types.ts";
-import { findOvmf, proxmoxArgs, proxmoxScript } from "../proxmox/qemu_args.ts";
-import { checkQemuId, printable, qemuOptValue } from "../text/escape.ts";
+import {
+  findOvmf,
+  proxmoxArgs,
+  proxmoxScript,
+  pveDriveNode,
+} from "../proxmox/qemu_args.ts";
+import { printable, qemuOptValue } from "../text/escape.ts";
 import { planExtract } from "../vma/extract.ts";
 import { VMA_VMSTATE_NAME } from "../vma/format.ts";
 import type { VmaHeader } from "../vma/header.ts";
@@ -77,7 +86,6 @@ export function planRestore(header: VmaHeader, dir: string): RestorePlan {
   return { kind: "none" };
 }
 
-/** A disk a live restore attaches through a qcow2 overlay, and its QEMU node. */
 /** What a Proxmox config asks for and the restored VM does not get, one printable line each. */
 export function unmappedNotes(plan: RestorePlan): string[] {
   if (plan.kind !== "proxmox") return [];
@@ -86,6 +94,7 @@ export function unmappedNotes(plan: RestorePlan): string[] {
   );
 }
 
+/** A disk a live restore attaches through a qcow2 overlay, and its QEMU node. */
 export interface OverlayDisk {
   /** The archive device, `drive-scsi0`. */
   device: string;
@@ -102,19 +111,16 @@ export interface OverlayDisk {
 export function overlayDisks(plan: RestorePlan): OverlayDisk[] {
   if (plan.kind === "vmabak") {
     return plan.desc.disks.flatMap((d, i) =>
-      NOT_RECREATED_TYPES.includes(d.deviceType) ? [] : [{
-        device: d.name,
-        node: d.node.startsWith("#")
-          ? `disk${i}`
-          : checkQemuId(d.node, "node name"),
-      }]
+      NOT_RECREATED_TYPES.includes(d.deviceType)
+        ? []
+        : [{ device: d.name, node: restoredNode(d, i) }]
     );
   }
   if (plan.kind === "proxmox") {
     return plan.plan.drives.flatMap((d) =>
       d.device === null || d.readOnly
         ? []
-        : [{ device: d.device, node: `drive-${d.key}` }]
+        : [{ device: d.device, node: pveDriveNode(d.key) }]
     );
   }
   return [];
