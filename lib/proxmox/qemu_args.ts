@@ -127,10 +127,7 @@ export function proxmoxArgs(
 }
 
 function diskPath(dir: string, device: string, overlay = false): string {
-  const name = deviceFileName(device).replace(
-    /\.raw$/,
-    overlay ? ".qcow2" : ".raw",
-  );
+  const name = deviceFileName(device, overlay ? "qcow2" : "raw");
   return `${dir}/${qemuOptValue(name, "device name")}`;
 }
 

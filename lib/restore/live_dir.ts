@@ -32,11 +32,6 @@ export class LiveDirError extends Error {
   override name = "LiveDirError";
 }
 
-/** The file name of a disk's overlay in DIR. */
-export function overlayFileName(device: string): string {
-  return deviceFileName(device).replace(/\.raw$/, ".qcow2");
-}
-
 export interface LiveDirSetup {
   header: VmaHeader;
   exports: NbdExport[];
@@ -75,7 +70,7 @@ export async function makeLiveDir(
   for (const exp of setup.exports) {
     if (exp.name === VMA_VMSTATE_NAME) continue; // a cold boot: not a disk
     if (overlaid.has(exp.name)) {
-      const path = `${dir}/${overlayFileName(exp.name)}`;
+      const path = `${dir}/${deviceFileName(exp.name, "qcow2")}`;
       await createOverlay(path, exp.size, nbdBacking(setup.socket, exp.name));
       overlays.push(path);
     } else {
@@ -121,7 +116,7 @@ export async function reopenLiveDir(
   const overlays: string[] = [];
   const streams: OverlayDisk[] = [];
   for (const disk of setup.disks) {
-    const path = `${dir}/${overlayFileName(disk.device)}`;
+    const path = `${dir}/${deviceFileName(disk.device, "qcow2")}`;
     const exp = setup.exports.find((e) => e.name === disk.device)!;
     const info = await overlayInfo(path);
     if (info.size !== exp.size) {

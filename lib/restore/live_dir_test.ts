@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { nbdBacking } from "./local_disks.ts";
-import { backingExport, overlayFileName } from "./live_dir.ts";
+import { backingExport } from "./live_dir.ts";
+import { deviceFileName } from "../vma/extract.ts";
 
 Deno.test("nbdBacking() names the export in JSON whatever it holds; backingExport() reads back only that form", () => {
   const name = `drive-scsi0,read-only"}` + "\n";
@@ -28,7 +29,10 @@ Deno.test("nbdBacking() names the export in JSON whatever it holds; backingExpor
   }
 });
 
-Deno.test("overlayFileName() is extract's file name with .qcow2", () => {
-  assert.equal(overlayFileName("drive-scsi0"), "disk-drive-scsi0.qcow2");
-  assert.throws(() => overlayFileName("../x"));
+Deno.test('deviceFileName(name, "qcow2"): an overlay is named as extract names the disk, with .qcow2', () => {
+  assert.equal(
+    deviceFileName("drive-scsi0", "qcow2"),
+    "disk-drive-scsi0.qcow2",
+  );
+  assert.throws(() => deviceFileName("../x", "qcow2"));
 });

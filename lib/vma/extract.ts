@@ -24,11 +24,14 @@ export interface ExtractResult {
   storedBytes: number;
 }
 
-/** The file name `extract` gives a device. */
-export function deviceFileName(name: string): string {
+/** The file name `extract` gives a device (as raw), or a qcow2 image of it (`restore --live` overlays). */
+export function deviceFileName(
+  name: string,
+  format: "raw" | "qcow2" = "raw",
+): string {
   return name === VMA_VMSTATE_NAME
     ? "vmstate.bin"
-    : `disk-${checkSafeName(name, "device")}.raw`;
+    : `disk-${checkSafeName(name, "device")}.${format}`;
 }
 
 /** One cluster to put into an extracted file (a reader event, or one replayed from a chain). */
