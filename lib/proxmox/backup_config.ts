@@ -62,13 +62,11 @@ export async function proxmoxBackupConfig(
   if (user !== undefined) {
     // The user's map lines decide: drive-<virtdev> if they name those.
     const facts = await gatherFacts(qmp).catch(() => null);
-    let virtdevs: (string | null)[] | null = null;
-    try {
-      virtdevs = facts === null ? null : keysOf(disks, generate(facts, disks));
-    } catch {
-      virtdevs = null;
-    }
-    let names = deviceNames(disks, virtdevs, baseDisks);
+    let names = deviceNames(
+      disks,
+      facts === null ? null : virtdevsOf(facts, disks),
+      baseDisks,
+    );
     if (baseDisks === null && !mapsName(user.data, names)) {
       names = disks.map((d) => d.name);
     }
@@ -115,9 +113,16 @@ export async function fullBackupNames(
 ): Promise<string[] | null> {
   const facts = await gatherFacts(qmp).catch(() => null);
   if (facts === null) return null;
-  let virtdevs: (string | null)[] | null;
+  return deviceNames(disks, virtdevsOf(facts, disks), null);
+}
+
+/** Each disk's Proxmox key (`scsi0`) under its QEMU name; null when Proxmox cannot describe the disks. */
+function virtdevsOf(
+  facts: VmFacts,
+  disks: VmDisk[],
+): (string | null)[] | null {
   try {
-    virtdevs = keysOf(
+    return keysOf(
       disks,
       generatePveConfig(
         facts,
@@ -126,9 +131,8 @@ export async function fullBackupNames(
       ),
     );
   } catch {
-    virtdevs = null;
+    return null;
   }
-  return deviceNames(disks, virtdevs, null);
 }
 
 /** Each disk's Proxmox key in a generated config (disks under their QEMU names). */
