@@ -55,7 +55,6 @@ export class ReplyRouter {
   #slots: (Pending | undefined)[] = [];
   #cookies: number[] = [];
   #freeSlots: number[] = [];
-  #count = 0;
   #issued = 0;
   /** Called whenever a request completes. */
   onSettled: () => void = () => {};
@@ -65,8 +64,9 @@ export class ReplyRouter {
     this.#exportName = exportName;
   }
 
+  /** Requests waiting for their reply (every slot made and not free). */
   get size(): number {
-    return this.#count;
+    return this.#slots.length - this.#freeSlots.length;
   }
 
   /** Registers a request; returns its cookie. */
@@ -78,7 +78,6 @@ export class ReplyRouter {
     const cookie = ++this.#issued * (MAX_SLOTS + 1) + slot + 1;
     this.#slots[slot] = p;
     this.#cookies[slot] = cookie;
-    this.#count++;
     return BigInt(cookie);
   }
 
@@ -87,14 +86,13 @@ export class ReplyRouter {
     this.#slots = [];
     this.#cookies = [];
     this.#freeSlots = [];
-    this.#count = 0;
     for (const p of pending) p?.reject(error);
   }
 
   /** Reads replies until the stream ends or breaks (then it throws). */
   async run(): Promise<void> {
     for (;;) {
-      if (this.#count === 0 && await this.#reader.atEnd()) {
+      if (this.size === 0 && await this.#reader.atEnd()) {
         throw new EndOfStreamError(NBD_SIZE.simpleReply, 0, "NBD reply");
       }
       const kind = decodeReplyMagic(await this.#reader.peek(4, "NBD reply"));
@@ -106,8 +104,9 @@ export class ReplyRouter {
   #take(cookie: bigint): Pending {
     const n = Number(cookie);
     const slot = (n % (MAX_SLOTS + 1)) - 1;
-    // Cookies this router made are exact numbers; any other matches none.
-    const p = slot >= 0 && this.#cookies[slot] === n && BigInt(n) === cookie
+    // Cookies this router made are safe integers (exact as numbers); a
+    // larger one matches none.
+    const p = slot >= 0 && this.#cookies[slot] === n && Number.isSafeInteger(n)
       ? this.#slots[slot]
       : undefined;
     if (p === undefined) {
@@ -204,7 +203,6 @@ export class ReplyRouter {
     this.#slots[slot] = undefined;
     this.#cookies[slot] = 0;
     this.#freeSlots.push(slot);
-    this.#count--;
     if (p.error) {
       p.reject(
         new NbdRequestError({
