@@ -98,8 +98,8 @@ export class FileRandomAccess implements RandomAccess {
     }
     if (this.#closed) throw new Deno.errors.BadResource("file closed");
     if (this.#cached === undefined) {
+      // Closed meanwhile: close() closes it once the open settles.
       this.#cached = await this.#cachedOpen;
-      if (this.#closed) this.#cached?.close();
     }
     if (this.#cached !== null && !this.#closed) {
       const n = this.#cached.read(offset, into);
