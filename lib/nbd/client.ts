@@ -361,21 +361,20 @@ export class NbdClient {
     else await new Promise<void>((resolve) => this.#waiters.push(resolve));
     try {
       if (this.#error) throw this.#error;
-      let cookie = 0n;
-      const done = new Promise<void>((resolve, reject) => {
-        const p: Pending = {
-          command,
-          offset,
-          length,
-          received: 0,
-          resolve,
-          reject,
-        };
-        if (extra.into) p.into = extra.into;
-        if (extra.contextId !== undefined) p.contextId = extra.contextId;
-        if (extra.extents) p.extents = extra.extents;
-        cookie = this.#replies.add(p);
-      });
+      const { promise: done, resolve, reject } = Promise.withResolvers<void>();
+      const p: Pending = {
+        command,
+        offset,
+        length,
+        received: 0,
+        resolve,
+        reject,
+      };
+      if (extra.into) p.into = extra.into;
+      if (extra.contextId !== undefined) p.contextId = extra.contextId;
+      if (extra.extents) p.extents = extra.extents;
+      // Throws (nothing is sent) when no slot is left.
+      const cookie = this.#replies.add(p);
       const header = encodeRequest({
         flags: extra.flags ?? 0,
         type: command,
