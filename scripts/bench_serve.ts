@@ -8,6 +8,7 @@
  * each.
  */
 import { openArchiveOutput } from "../lib/io/output.ts";
+import { startQemuNbd } from "../tests/helpers/nbd_peers.ts";
 import { VmaWriter } from "../lib/vma/writer.ts";
 import {
   MAIN,
@@ -75,33 +76,6 @@ async function cpuSeconds(pid: number): Promise<number> {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // utime and stime are fields 14 and 15 of /proc/PID/stat, in clock ticks.
   return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** A persistent qemu-nbd serving `image` read-only on `socket`. */
-async function startQemuNbd(
-  image: string,
-  socket: string,
-): Promise<{ pid: number; stop(): Promise<void> }> {
-  const child = new Deno.Command("qemu-nbd", {
-    args: ["-r", "-f", "raw", "-t", "-x", "drive-scsi0", "-k", socket, image],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  for (let i = 0; i < 100; i++) {
-    try {
-      await Deno.lstat(socket);
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  return {
-    pid: child.pid,
-    async stop() {
-      child.kill("SIGTERM");
-      await child.status;
-    },
-  };
 }
 
 /**
@@ -174,10 +148,13 @@ try {
   );
   const served = await startServe(`${dir}/x.vma`, `${dir}/v.sock`);
   const zserved = await startServe(`${dir}/x.vma.zst`, `${dir}/z.sock`);
-  const qemu = await startQemuNbd(
-    `${dir}/out/disk-drive-scsi0.raw`,
-    `${dir}/q.sock`,
-  );
+  // qemu-nbd's own default: one client at a time.
+  const qemu = await startQemuNbd(`${dir}/out/disk-drive-scsi0.raw`, {
+    format: "raw",
+    exportName: "drive-scsi0",
+    readOnly: true,
+    shared: 1,
+  });
   let m: Record<string, Measure & { cpu: number }>;
   const uri = (socket: string) =>
     `nbdcopy 'nbd+unix:///drive-scsi0?socket=${dir}/${socket}' null:`;
@@ -186,7 +163,7 @@ try {
     m = await copies(
       RUNS,
       {
-        qemu: { script: uri("q.sock"), pid: qemu.pid },
+        qemu: { script: `nbdcopy '${qemu.uri}' null:`, pid: qemu.pid },
         serve: { script: uri("v.sock"), pid: served.pid },
         zserve: { script: uri("z.sock"), pid: zserved.pid },
       },

@@ -7,6 +7,8 @@ export interface RunningNbdServer {
   /** `nbd+unix:///NAME?socket=PATH` */
   uri: string;
   exportName: string;
+  /** The server's process id. */
+  pid: number;
   /** Ends the server (SIGTERM, or the signal given) and removes its directory. */
   stop(signal?: Deno.Signal): Promise<void>;
 }
@@ -39,6 +41,7 @@ async function spawnServer(
         path,
         uri: `nbd+unix:///${exportName}?socket=${path}`,
         exportName,
+        pid: child.pid,
         stop,
       };
     } catch {
@@ -49,15 +52,20 @@ async function spawnServer(
   throw new Error(`${cmd} did not create its socket`);
 }
 
-/** `qemu-nbd` serving an image to any number of clients, in turn or at once. */
+/** `qemu-nbd` serving an image to any number of clients in turn, `shared` (default 8) at once. */
 export function startQemuNbd(
   image: string,
-  options: { format: "raw" | "qcow2"; exportName?: string; readOnly?: boolean },
+  options: {
+    format: "raw" | "qcow2";
+    exportName?: string;
+    readOnly?: boolean;
+    shared?: number;
+  },
 ): Promise<RunningNbdServer> {
   const name = options.exportName ?? "disk";
   return spawnServer("qemu-nbd", (sock) => [
     "--persistent",
-    "--shared=8",
+    `--shared=${options.shared ?? 8}`,
     "-f",
     options.format,
     "-x",
